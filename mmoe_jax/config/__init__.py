@@ -1,0 +1,48 @@
+"""Config: EasyRec's pipeline tree as ml_collections, completed and validated once."""
+
+import importlib.util
+import os
+import types
+
+from mmoe_jax.config.complete import ConfigError, complete
+from mmoe_jax.config.validate import validate, vocab_size
+
+
+def parse_arg(arg, **defaults):
+  """Parses a config file's `:arg` suffix (big_vision style) into typed values.
+
+  `arg` is '' / None, or comma-separated `key=value` items and bare names; a bare
+  name sets a bool default to True. Values take the type of their default.
+
+  >>> parse_arg('full,num_steps=10', full=False, num_steps=0)
+  namespace(full=True, num_steps=10)
+  """
+  out = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, value = item.partition('=')
+    if key not in defaults:
+      raise ConfigError(f'config arg {key!r}: unknown; known: {", ".join(defaults)}')
+    kind = type(defaults[key])
+    if not sep:
+      if kind is not bool:
+        raise ConfigError(f'config arg {key!r}: needs a value ({key}=...)')
+      out[key] = True
+    elif kind is bool:
+      out[key] = value.lower() in ('1', 'true', 'yes')
+    else:
+      out[key] = kind(value)
+  return types.SimpleNamespace(**out)
+
+
+def load_config(spec):
+  """Loads `path/to/config.py[:arg]` as the --config flag does (for notebooks and tests)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'config file {path!r} not found')
+  module_spec = importlib.util.spec_from_file_location('_mmoe_jax_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+__all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'parse_arg', 'load_config']

@@ -1,0 +1,182 @@
+"""The config tree, message by message, with EasyRec's field names and defaults.
+
+Each `Message` mirrors one EasyRec protobuf message (easy_rec/python/protos/*.proto):
+a field is a scalar default, `Repeated(...)` (a proto `repeated` field, held as a
+tuple), or another `Message`. Fields listed in a message's `oneof` are present only
+when set, as in protobuf. Fields marked `# not in EasyRec` are this project's own.
+"""
+
+import dataclasses
+from typing import Any
+
+REQUIRED = object()  # a proto `required` field with no default
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeated:
+  item: Any  # a Python type (int, float, str) or a Message
+
+
+class Message:
+
+  def __init__(self, name, *, oneof=(), oneof_required=False, **fields):
+    self.name = name
+    self.fields = fields
+    self.oneof = tuple(oneof)  # names of the fields that form the one `oneof` group
+    self.oneof_required = oneof_required
+
+
+# easy_rec/python/protos/dnn.proto
+DNN = Message(
+    'DNN',
+    hidden_units=Repeated(int),
+    dropout_ratio=Repeated(float),
+    activation='relu',  # EasyRec writes 'tf.nn.relu'; both spellings are accepted
+    use_bn=True,
+)
+
+# easy_rec/python/protos/eval.proto
+AUC = Message('AUC', num_thresholds=200)  # accepted; mmoe_jax always computes the exact AUC
+EMPTY = Message('Empty')
+EVAL_METRICS = Message(
+    'EvalMetrics',
+    oneof=('auc', 'mean_squared_error', 'mean_absolute_error'),
+    oneof_required=True,
+    auc=AUC,
+    mean_squared_error=EMPTY,
+    mean_absolute_error=EMPTY,
+)
+
+# easy_rec/python/protos/tower.proto
+TASK_TOWER = Message(
+    'TaskTower',
+    tower_name=REQUIRED,
+    label_name='',  # '' = the label_fields entry at this tower's position
+    metrics_set=Repeated(EVAL_METRICS),  # () = auc (CLASSIFICATION) / mean_squared_error
+    loss_type='CLASSIFICATION',  # or 'L2_LOSS'
+    num_class=1,
+    dnn=DNN,
+    weight=1.0,
+)
+
+# easy_rec/python/protos/mmoe.proto
+MMOE = Message(
+    'MMoE',
+    expert_dnn=DNN,
+    num_expert=0,
+    task_towers=Repeated(TASK_TOWER),
+    l2_regularization=1e-4,
+)
+
+# easy_rec/python/protos/feature_config.proto
+FEATURE_GROUP = Message(
+    'FeatureGroupConfig',
+    group_name=REQUIRED,
+    feature_names=Repeated(str),
+    wide_deep='DEEP',
+)
+FEATURE_CONFIG = Message(
+    'FeatureConfig',
+    feature_name='',  # '' = input_names[0]
+    input_names=Repeated(str),
+    feature_type='IdFeature',  # or 'TagFeature', 'RawFeature'
+    embedding_name='',  # features with the same embedding_name share one table
+    embedding_dim=0,
+    hash_bucket_size=0,
+    num_buckets=0,
+    boundaries=Repeated(float),
+    separator='|',
+    vocab_list=Repeated(str),
+    combiner='sum',  # TagFeature: 'sum' or 'mean'
+    raw_input_dim=1,
+)
+
+# easy_rec/python/protos/easy_rec_model.proto
+MODEL_CONFIG = Message(
+    'EasyRecModel',
+    oneof=('mmoe',),
+    model_class=REQUIRED,
+    feature_groups=Repeated(FEATURE_GROUP),
+    mmoe=MMOE,
+    embedding_regularization=0.0,
+)
+
+# easy_rec/python/protos/dataset.proto
+FIELD = Message('Field', input_name=REQUIRED, input_type='STRING', default_val='')
+DATA_CONFIG = Message(
+    'DatasetConfig',
+    batch_size=32,
+    label_fields=Repeated(str),
+    shuffle=True,
+    shuffle_buffer_size=32,  # accepted; mmoe_jax shuffles the whole cached file
+    num_epochs=0,
+    prefetch_size=32,  # accepted; batches are sliced from the in-memory cache
+    input_type='CSVInput',
+    separator=',',
+    input_fields=Repeated(FIELD),
+    ignore_error=False,
+    with_header=False,
+    eval_batch_size=4096,
+    cache_dir='',  # not in EasyRec: '' = <model_dir>/cache
+)
+
+# easy_rec/python/protos/optimizer.proto
+CONSTANT_LR = Message('ConstantLearningRate', learning_rate=0.01)
+EXPONENTIAL_DECAY_LR = Message(
+    'ExponentialDecayLearningRate',
+    initial_learning_rate=0.002,
+    decay_steps=4000000,
+    decay_factor=0.95,
+    staircase=True,
+    burnin_learning_rate=0.0,
+    burnin_steps=0,
+    min_learning_rate=0.0,
+)
+LEARNING_RATE = Message(
+    'LearningRate',
+    oneof=('constant_learning_rate', 'exponential_decay_learning_rate'),
+    oneof_required=True,
+    constant_learning_rate=CONSTANT_LR,
+    exponential_decay_learning_rate=EXPONENTIAL_DECAY_LR,
+)
+ADAM = Message('AdamOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
+OPTIMIZER_CONFIG = Message(
+    'Optimizer',
+    oneof=('adam_optimizer',),
+    oneof_required=True,
+    adam_optimizer=ADAM,
+    use_moving_average=False,
+)
+
+# easy_rec/python/protos/train.proto
+TRAIN_CONFIG = Message(
+    'TrainConfig',
+    optimizer_config=OPTIMIZER_CONFIG,
+    gradient_clipping_by_norm=0.0,
+    num_steps=0,  # 0 = run num_epochs over the training data
+    save_checkpoints_steps=1000,
+    keep_checkpoint_max=10,
+    log_step_count_steps=10,
+    save_summary_steps=1000,  # accepted; summaries are written every log_step_count_steps
+)
+
+# easy_rec/python/protos/eval.proto
+EVAL_CONFIG = Message('EvalConfig', num_examples=0, metrics_set=Repeated(EVAL_METRICS))
+
+# not in EasyRec: the embedded synthetic taobao data used when train_input_path is ''
+SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0)
+
+# easy_rec/python/protos/pipeline.proto
+PIPELINE = Message(
+    'EasyRecConfig',
+    train_input_path='',
+    eval_input_path='',
+    model_dir='experiments/mmoe',
+    train_config=TRAIN_CONFIG,
+    eval_config=EVAL_CONFIG,
+    data_config=DATA_CONFIG,
+    feature_configs=Repeated(FEATURE_CONFIG),
+    model_config=MODEL_CONFIG,
+    seed=0,  # not in EasyRec: parameter init, dropout and data order
+    synthetic=SYNTHETIC,
+)

@@ -1,0 +1,185 @@
+"""Checks a complete config for consistency and resolves EasyRec's implicit rules.
+
+Everything here runs before any data is read or any array is built, so a typo in a
+feature, label or tower name costs seconds, not a training run.
+"""
+
+from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
+from mmoe_jax.config.schema import EVAL_METRICS
+
+ID_TYPES = ('IdFeature', 'TagFeature')
+FEATURE_TYPES = ID_TYPES + ('RawFeature',)
+INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
+LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
+ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
+
+
+def validate(config):
+  """Returns a locked copy of `config` with EasyRec's implicit values made explicit.
+
+  Resolved: feature_name (defaults to input_names[0]), task_towers[i].label_name
+  (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION, else
+  mean_squared_error), activation 'tf.nn.x' -> 'x'.
+
+  Raises:
+    ConfigError naming the offending field path.
+  """
+  config = complete(config)  # re-checks fields and types after command-line overrides
+  data, model = config.data_config, config.model_config
+  inputs = _unique([f.input_name for f in data.input_fields], 'data_config.input_fields',
+                   'input_name')
+  for f, field in enumerate(data.input_fields):
+    _one_of(field.input_type, INPUT_TYPES, f'data_config.input_fields[{f}].input_type')
+  for i, label in enumerate(data.label_fields):
+    _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
+  if data.batch_size <= 0 or data.eval_batch_size <= 0:
+    raise ConfigError('data_config.batch_size and eval_batch_size must be positive')
+  if len(data.separator) != 1:
+    raise ConfigError(f'data_config.separator: must be one character, got {data.separator!r}')
+
+  _validate_features(config.feature_configs, inputs)
+  features = {f.feature_name: f for f in config.feature_configs}
+
+  if model.model_class != 'MMoE':
+    raise ConfigError(f"model_config.model_class: {model.model_class!r} is not supported "
+                      "(supported: 'MMoE')")
+  if 'mmoe' not in model:
+    raise ConfigError("model_config: model_class 'MMoE' needs a model_config.mmoe section")
+  groups = _unique([g.group_name for g in model.feature_groups], 'model_config.feature_groups',
+                   'group_name')
+  if 'all' not in groups:
+    raise ConfigError("model_config.feature_groups: the built-in MMoE reads the group named "
+                      f"'all' (as EasyRec); got {sorted(groups)}")
+  for g, group in enumerate(model.feature_groups):
+    if not group.feature_names:
+      raise ConfigError(f'model_config.feature_groups[{g}].feature_names: empty')
+    for j, name in enumerate(group.feature_names):
+      _known(name, features, f'model_config.feature_groups[{g}].feature_names[{j}]', 'feature')
+  _validate_mmoe(model.mmoe, data.label_fields)
+  if model.mmoe.l2_regularization < 0 or model.embedding_regularization < 0:
+    raise ConfigError('model_config: regularization scales must be >= 0')
+
+  train = config.train_config
+  if train.num_steps <= 0 and data.num_epochs <= 0:
+    raise ConfigError('train_config.num_steps: set num_steps or data_config.num_epochs > 0')
+  if train.save_checkpoints_steps <= 0 or train.log_step_count_steps <= 0:
+    raise ConfigError('train_config: save_checkpoints_steps and log_step_count_steps must be > 0')
+  if train.keep_checkpoint_max <= 0:
+    raise ConfigError('train_config.keep_checkpoint_max: must be > 0')
+  if train.optimizer_config.use_moving_average:
+    raise ConfigError('train_config.optimizer_config.use_moving_average: not supported yet')
+  lr = train.optimizer_config.adam_optimizer.learning_rate
+  if 'exponential_decay_learning_rate' in lr and lr.exponential_decay_learning_rate.decay_steps <= 0:
+    raise ConfigError('train_config.optimizer_config.adam_optimizer.learning_rate.'
+                      'exponential_decay_learning_rate.decay_steps: must be > 0')
+  config.lock()
+  return config
+
+
+def _validate_features(feature_configs, inputs):
+  for i, f in enumerate(feature_configs):
+    path = f'feature_configs[{i}]'
+    if not f.input_names:
+      raise ConfigError(f'{path}.input_names: a feature needs an input field')
+    if len(f.input_names) > 1:
+      raise ConfigError(f'{path}.input_names: one input per feature is supported, '
+                        f'got {list(f.input_names)}')
+    _known(f.input_names[0], inputs, f'{path}.input_names[0]', 'input field')
+    if not f.feature_name:
+      f.feature_name = f.input_names[0]
+    _one_of(f.feature_type, FEATURE_TYPES, f'{path}.feature_type')
+    if f.feature_type in ID_TYPES:
+      given = [k for k in ('hash_bucket_size', 'num_buckets', 'vocab_list') if f[k]]
+      if len(given) != 1:
+        raise ConfigError(f'{path} ({f.feature_name}): set exactly one of hash_bucket_size, '
+                          f'num_buckets, vocab_list (got {given or "none"})')
+      if f.embedding_dim <= 0:
+        raise ConfigError(f'{path}.embedding_dim: {f.feature_type} needs embedding_dim > 0')
+      _one_of(f.combiner, ('sum', 'mean'), f'{path}.combiner')
+    else:
+      if f.raw_input_dim != 1:
+        raise ConfigError(f'{path}.raw_input_dim: only 1 is supported')
+      if list(f.boundaries) != sorted(f.boundaries):
+        raise ConfigError(f'{path}.boundaries: must be sorted ascending')
+      if f.boundaries and f.embedding_dim <= 0:
+        raise ConfigError(f'{path}.embedding_dim: a bucketized RawFeature needs embedding_dim > 0')
+    if f.embedding_dim < 0:
+      raise ConfigError(f'{path}.embedding_dim: must be >= 0')
+  _unique([f.feature_name for f in feature_configs], 'feature_configs', 'feature_name')
+  tables = {}
+  for i, f in enumerate(feature_configs):
+    if f.feature_type == 'RawFeature' and not f.boundaries:
+      continue
+    shape = (vocab_size(f), f.embedding_dim)
+    name = f.embedding_name or f.feature_name
+    if tables.setdefault(name, shape) != shape:
+      raise ConfigError(f'feature_configs[{i}].embedding_name: table {name!r} is shared with '
+                        f'shape {tables[name]} but this feature needs {shape}')
+
+
+def vocab_size(feature):
+  """Rows of a feature's embedding table (0 for a dense RawFeature)."""
+  if feature.feature_type == 'RawFeature':
+    return len(feature.boundaries) + 1 if feature.boundaries else 0
+  return feature.hash_bucket_size or feature.num_buckets or len(feature.vocab_list)
+
+
+def _validate_mmoe(mmoe, label_fields):
+  path = 'model_config.mmoe'
+  if mmoe.num_expert <= 0:
+    raise ConfigError(f'{path}.num_expert: must be > 0 with expert_dnn')
+  if not mmoe.expert_dnn.hidden_units:
+    raise ConfigError(f'{path}.expert_dnn.hidden_units: experts need at least one layer')
+  _validate_dnn(mmoe.expert_dnn, f'{path}.expert_dnn')
+  if not mmoe.task_towers:
+    raise ConfigError(f'{path}.task_towers: at least one tower is needed')
+  _unique([t.tower_name for t in mmoe.task_towers], f'{path}.task_towers', 'tower_name')
+  for i, tower in enumerate(mmoe.task_towers):
+    tpath = f'{path}.task_towers[{i}]'
+    if not tower.label_name:  # EasyRec: towers take label_fields in order
+      if i >= len(label_fields):
+        raise ConfigError(f'{tpath}.label_name: unset, and data_config.label_fields has no '
+                          f'entry {i} to take it from')
+      tower.label_name = label_fields[i]
+    _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
+    _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
+    if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
+      raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+    if not tower.metrics_set:
+      metric = 'auc' if tower.loss_type == 'CLASSIFICATION' else 'mean_squared_error'
+      tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
+    for m, metric in enumerate(tower.metrics_set):
+      if 'auc' in metric and (tower.loss_type != 'CLASSIFICATION' or tower.num_class > 2):
+        raise ConfigError(f'{tpath}.metrics_set[{m}].auc: needs a binary CLASSIFICATION tower')
+    _validate_dnn(tower.dnn, f'{tpath}.dnn')
+
+
+def _validate_dnn(dnn, path):
+  if any(h <= 0 for h in dnn.hidden_units):
+    raise ConfigError(f'{path}.hidden_units: must be positive, got {list(dnn.hidden_units)}')
+  if len(dnn.dropout_ratio) not in (0, 1, len(dnn.hidden_units)):
+    raise ConfigError(f'{path}.dropout_ratio: give 0, 1 or len(hidden_units) values')
+  if any(not 0 <= r < 1 for r in dnn.dropout_ratio):
+    raise ConfigError(f'{path}.dropout_ratio: each value must be in [0, 1)')
+  dnn.activation = dnn.activation.removeprefix('tf.nn.')
+  _one_of(dnn.activation, ACTIVATIONS, f'{path}.activation')
+
+
+def _unique(names, path, key):
+  seen = set()
+  for i, name in enumerate(names):
+    if name in seen:
+      raise ConfigError(f'{path}[{i}].{key}: {name!r} is repeated')
+    seen.add(name)
+  return seen
+
+
+def _known(name, known, path, what):
+  if name not in known:
+    raise ConfigError(f'{path}: unknown {what} {name!r}{did_you_mean(name, known)}')
+
+
+def _one_of(value, allowed, path):
+  if value not in allowed:
+    raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
+

@@ -1,0 +1,42 @@
+"""Data: EasyRec CSV input, feature transforms, the columnar cache, synthetic data."""
+
+import os
+
+import numpy as np
+
+
+def input_paths(config, log=print):
+  """(train_input_path, eval_input_path); generates the synthetic data if both are unset.
+
+  The synthetic files live in <model_dir>/data and are written once: a rerun (or a
+  resumed run) reads the same files back through the same CSV path as a user's data.
+  """
+  if config.train_input_path:
+    return config.train_input_path, config.eval_input_path
+  if config.eval_input_path:
+    raise ValueError('eval_input_path is set but train_input_path is not')
+  from mmoe_jax.data import synthetic
+  paths = []
+  for split, rows in (('train', config.synthetic.train_rows), ('eval', config.synthetic.eval_rows)):
+    path = os.path.join(config.model_dir, 'data', f'synthetic_{split}_{rows}_{config.synthetic.seed}.csv')
+    if not os.path.exists(path):
+      log(f'writing {rows} synthetic taobao rows to {path}')
+      synthetic.write_csv(path, rows, config.synthetic.seed, split)
+    paths.append(path)
+  return tuple(paths)
+
+
+def load(paths, config, log=print):
+  """The columnar cache of `paths` (built on first use) for this config's features."""
+  from mmoe_jax.data.csv_input import load_csv
+  cache_dir = config.data_config.cache_dir or os.path.join(config.model_dir, 'cache')
+  return load_csv(paths, config.data_config, config.feature_configs, cache_dir, log=log)
+
+
+def load_oracle(path):
+  """True label probabilities saved beside a CSV (`<csv>.oracle.npz`), or None."""
+  oracle = f'{path}.oracle.npz'
+  if not os.path.exists(oracle):
+    return None
+  with np.load(oracle) as f:
+    return dict(f)

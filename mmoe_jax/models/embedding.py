@@ -1,0 +1,57 @@
+"""Embedding tables from the feature configs, looked up per feature."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """What the model needs to know about one input feature (plain values, no config).
+
+  kind: 'id' (int32 [B], -1 = missing), 'tag' (int32 [B, L], -1 = padding) or
+  'dense' (float32 [B], the raw value, fed as is or times a learned vector).
+  """
+  feature_name: str
+  kind: str
+  embedding_name: str  # the table; features with the same name share it
+  vocab_size: int  # table rows (0 for a dense feature)
+  embedding_dim: int  # 0 for a dense feature fed as is
+  combiner: str = 'sum'  # tag features: 'sum' or 'mean'
+
+
+class Embedding(nn.Module):
+  """Looks up the features of one group; returns a list of [B, D_f] outputs, in order.
+
+  Tables are params `<embedding_name>` of shape [V, D], initialized as TF feature
+  columns do (truncated normal, stddev 1/sqrt(D)). A missing id (-1) gives a zero
+  vector; a tag feature combines its ids with `sum` or `mean`.
+  """
+  features: tuple[FeatureSpec, ...]
+
+  @nn.compact
+  def __call__(self, inputs):
+    tables = {}
+    outputs = []
+    for spec in self.features:
+      x = inputs[spec.feature_name]
+      if spec.kind == 'dense' and not spec.embedding_dim:
+        outputs.append(x.astype(jnp.float32)[:, None])
+        continue
+      if spec.embedding_name not in tables:
+        init = nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5)
+        tables[spec.embedding_name] = self.param(
+            spec.embedding_name, init, (spec.vocab_size, spec.embedding_dim))
+      table = tables[spec.embedding_name]
+      if spec.kind == 'dense':  # EasyRec's "field embedding": value * a learned vector
+        outputs.append(x.astype(jnp.float32)[:, None] * table[0])
+        continue
+      mask = (x >= 0)[..., None].astype(table.dtype)
+      vectors = jnp.take(table, jnp.maximum(x, 0), axis=0) * mask
+      if spec.kind == 'tag':
+        vectors = vectors.sum(axis=1)
+        if spec.combiner == 'mean':
+          vectors = vectors / jnp.maximum(mask.sum(axis=1), 1.0)
+      outputs.append(vectors)
+    return outputs

@@ -1,0 +1,82 @@
+"""The built-in MMoE (Ma et al., KDD 2018), as EasyRec's `model_class: "MMoE"`."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmoe_jax.models.embedding import Embedding, FeatureSpec
+from mmoe_jax.models.layers import KERNEL_INIT, Dnn
+
+
+@dataclasses.dataclass(frozen=True)
+class DnnSpec:
+  """EasyRec's DNN message as plain values."""
+  hidden_units: tuple[int, ...] = ()
+  dropout_ratio: tuple[float, ...] = ()
+  activation: str = 'relu'
+  use_bn: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TowerSpec:
+  tower_name: str
+  num_class: int = 1
+  loss_type: str = 'CLASSIFICATION'  # or 'L2_LOSS'; decides the output names
+  dnn: DnnSpec = DnnSpec()
+
+
+def predictions(logits, towers):
+  """EasyRec's output dict: logits_/probs_ (CLASSIFICATION) or y_ (L2_LOSS) + tower_name.
+
+  For num_class > 1, probs_ holds the class probabilities [B, C] and y_ the argmax.
+  """
+  out = {}
+  for tower in towers:
+    t, z = tower.tower_name, logits[tower.tower_name]
+    if tower.loss_type == 'L2_LOSS':
+      out[f'y_{t}'] = z
+    elif tower.num_class == 1:
+      out[f'logits_{t}'], out[f'probs_{t}'] = z, nn.sigmoid(z)
+    else:
+      out[f'logits_{t}'], out[f'probs_{t}'] = z, nn.softmax(z, axis=-1)
+      out[f'y_{t}'] = jnp.argmax(z, axis=-1)
+  return out
+
+
+class MMoE(nn.Module):
+  """Shared experts, one softmax gate per task, one tower per task.
+
+  For task k: gate_k = softmax(x W_k + b_k) over E experts, mixed_k = sum_e gate_k[e]
+  f_e(x), logits_k = tower_k(mixed_k) (paper, eq. 5-6). The experts run as one stacked
+  Dnn ([E, ...] parameters); the gates read the same input x as the experts.
+
+  Returns (logits, aux): logits[tower_name] is [B] for num_class 1, else [B, C];
+  aux['gate_weights'][tower_name] is [B, E]; aux['embedding_l2'] is l2_loss of the
+  looked-up embeddings (EasyRec's embedding_regularization applies to those).
+  """
+  features: tuple[FeatureSpec, ...]
+  expert_dnn: DnnSpec
+  num_expert: int
+  task_towers: tuple[TowerSpec, ...]
+
+  @nn.compact
+  def __call__(self, inputs, *, train: bool = False):
+    embedded = Embedding(self.features, name='embedding')(inputs)
+    x = jnp.concatenate(embedded, axis=-1)  # [B, D]
+    experts = Dnn(**dataclasses.asdict(self.expert_dnn), num_expert=self.num_expert,
+                  name='expert_dnn')(x, train=train)  # [B, E, H]
+    logits, gates = {}, {}
+    for tower in self.task_towers:
+      gate = nn.Dense(self.num_expert, kernel_init=KERNEL_INIT,
+                      name=f'gate_{tower.tower_name}')(x)
+      gates[tower.tower_name] = nn.softmax(gate, axis=-1)  # [B, E]
+      mixed = jnp.einsum('be,beh->bh', gates[tower.tower_name], experts)
+      hidden = Dnn(**dataclasses.asdict(tower.dnn), name=f'tower_{tower.tower_name}')(
+          mixed, train=train)
+      out = nn.Dense(tower.num_class, kernel_init=KERNEL_INIT,
+                     name=f'output_{tower.tower_name}')(hidden)
+      logits[tower.tower_name] = out[:, 0] if tower.num_class == 1 else out
+    embedding_l2 = sum(jnp.sum(jnp.square(e)) / 2
+                       for e, spec in zip(embedded, self.features) if spec.embedding_dim)
+    return logits, dict(gate_weights=gates, embedding_l2=embedding_l2)

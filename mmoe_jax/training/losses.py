@@ -1,0 +1,49 @@
+"""EasyRec's losses: per-tower task losses, L2 on dense kernels, embedding L2.
+
+Names follow EasyRec's logs: cross_entropy_loss_<tower> (CLASSIFICATION),
+l2_loss_<tower> (L2_LOSS), regularization_loss and total_loss.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmoe_jax.models.layers import l2_loss
+
+
+def task_loss(logits, label, tower):
+  """One tower's mean loss, scaled by its weight; returns (name, value).
+
+  With unit sample weights, TF's SUM_BY_NONZERO_WEIGHTS reduction that EasyRec uses
+  is weight * mean over the batch.
+  """
+  t = tower.tower_name
+  logits = logits.astype(jnp.float32)
+  if tower.loss_type == 'L2_LOSS':
+    return f'l2_loss_{t}', tower.weight * jnp.mean(jnp.square(logits - label))
+  if tower.num_class == 1:
+    loss = optax.sigmoid_binary_cross_entropy(logits, label)
+  else:
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, label.astype(jnp.int32))
+  return f'cross_entropy_loss_{t}', tower.weight * jnp.mean(loss)
+
+
+def kernel_l2(params):
+  """l2_loss (sum(W^2)/2) over the dense kernels: experts, gates, towers, outputs.
+
+  Biases, batch-norm scales and embedding tables are excluded, as in EasyRec, whose
+  l2_regularization is a kernel_regularizer on its dense layers.
+  """
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if path[-1].key == 'kernel' and path[0].key != 'embedding']
+  return l2_loss(kernels)
+
+
+def total_loss(logits, aux, params, labels, towers, l2_regularization,
+               embedding_regularization):
+  """Returns (total_loss, dict of every named loss term)."""
+  terms = dict(task_loss(logits[t.tower_name], labels[t.label_name], t) for t in towers)
+  terms['regularization_loss'] = (l2_regularization * kernel_l2(params)
+                                  + embedding_regularization * aux['embedding_l2'])
+  terms['total_loss'] = sum(terms.values())
+  return terms['total_loss'], terms

@@ -1,0 +1,283 @@
+"""Training and evaluation: the library behind scripts/train.py, evaluate.py, predict.py.
+
+The train state is a plain dict {step, params, batch_stats, opt_state, rng,
+nonfinite_step}; one jitted, pure step updates it (donated), and the whole state is
+what a checkpoint holds, so re-running the same command resumes exactly.
+"""
+
+import json
+import logging
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from mmoe_jax import data as data_lib
+from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import models
+from mmoe_jax.config import validate
+from mmoe_jax.training import checkpoint as checkpoint_lib
+from mmoe_jax.training import losses
+from mmoe_jax.training.optimizer import make_optimizer
+
+log = logging.getLogger('mmoe_jax')
+
+
+def train_and_evaluate(config):
+  """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics."""
+  config = validate(config)
+  os.makedirs(config.model_dir, exist_ok=True)
+  train_path, eval_path = data_lib.input_paths(config, log=log.info)
+  train_data = data_lib.load(train_path, config, log=log.info)
+  eval_data = data_lib.load(eval_path, config, log=log.info) if eval_path else None
+  batch_size = config.data_config.batch_size
+  num_steps = total_steps(config, train_data.num_rows)
+
+  trainer = Trainer(config, example=batch(train_data, np.arange(min(batch_size, 2))))
+  ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
+  state = ckpt.restore_latest(trainer.abstract_state()) or trainer.init_state()
+  start = int(state['step'])
+  if start:
+    log.info('resumed from %s at step %d', ckpt.directory, start)
+  writer = SummaryWriters(config.model_dir)
+  sampler = BatchSampler(train_data.num_rows, batch_size, config.seed,
+                         config.data_config.shuffle)
+  train_cfg = config.train_config
+  bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
+                  unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0)
+  last_time, last_step = time.perf_counter(), start
+  for step in range(start, num_steps):
+    state, step_metrics = trainer.train_step(state, batch(train_data, sampler.indices(step)))
+    bar.update(batch_size)
+    done = step + 1
+    if done % train_cfg.log_step_count_steps == 0 or done == num_steps:
+      check_finite(state, ckpt)
+      now = time.perf_counter()
+      scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+      scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
+      last_time, last_step = now, done
+      bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
+                file=bar.fp)
+      writer.scalars('train', done, scalars)
+    if done % train_cfg.save_checkpoints_steps == 0 or done == num_steps:
+      check_finite(state, ckpt)
+      ckpt.save(done, state)
+      if eval_data is not None:
+        result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(eval_path))
+        record_eval(config.model_dir, writer, done, result)
+        bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
+  bar.close()
+  ckpt.wait()
+  if eval_data is None:
+    return {'step': int(state['step'])}
+  result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(eval_path))
+  if start >= num_steps:  # nothing left to train: report the finished run again
+    record_eval(config.model_dir, writer, num_steps, result)
+  writer.close()
+  return dict(step=int(state['step']), **result)
+
+
+def evaluate_checkpoint(config, input_path=None):
+  """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path)."""
+  config = validate(config)
+  path = input_path or data_lib.input_paths(config, log=log.info)[1]
+  eval_data = data_lib.load(path, config, log=log.info)
+  trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
+  state = restore_or_fail(config, trainer)
+  result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(path))
+  return dict(step=int(state['step']), **result)
+
+
+def predict(config, input_path):
+  """Predictions of the latest checkpoint for every row of a CSV, in input order."""
+  config = validate(config)
+  rows = data_lib.load(input_path, config, log=log.info)
+  trainer = Trainer(config, example=batch(rows, np.arange(1)))
+  return trainer.predict(restore_or_fail(config, trainer), rows)
+
+
+def write_predictions(predictions, path):
+  """Writes EasyRec's probs_/y_ outputs as CSV columns (a [N, C] output: one per class)."""
+  import pyarrow as pa
+  import pyarrow.csv as pa_csv
+  columns = {}
+  for name, value in predictions.items():
+    if name.startswith('logits_'):
+      continue
+    if value.ndim == 1:
+      columns[name] = value
+    else:
+      columns.update({f'{name}_{k}': value[:, k] for k in range(value.shape[1])})
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  pa_csv.write_csv(pa.table(columns), path)
+
+
+def restore_or_fail(config, trainer):
+  ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
+  state = ckpt.restore_latest(trainer.abstract_state())
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first '
+                            '(scripts/train.py with the same config)')
+  return state
+
+
+def total_steps(config, num_rows):
+  """num_steps, capped by num_epochs over the data when both are set (as EasyRec)."""
+  batch_size = config.data_config.batch_size
+  by_epochs = config.data_config.num_epochs * -(-num_rows // batch_size)
+  steps = [s for s in (config.train_config.num_steps, by_epochs) if s > 0]
+  return min(steps)
+
+
+def batch(columns, indices):
+  """A host batch: {'features': {name: array}, 'labels': {name: array}}."""
+  rows = columns.take(indices)
+  return dict(features=rows.features, labels=rows.labels)
+
+
+class BatchSampler:
+  """Row indices of the batch at any step, a pure function of (seed, step).
+
+  Each epoch is a fresh permutation (seeded by the epoch number), and batches run
+  across epoch boundaries, so a resumed run sees exactly the batches that an
+  uninterrupted run would have.
+  """
+
+  def __init__(self, num_rows, batch_size, seed, shuffle=True):
+    self.num_rows, self.batch_size, self.seed, self.shuffle = num_rows, batch_size, seed, shuffle
+    self._epoch, self._perm = None, None
+
+  def _permutation(self, epoch):
+    if epoch != self._epoch:
+      self._epoch = epoch
+      self._perm = (np.random.default_rng((self.seed, epoch)).permutation(self.num_rows)
+                    if self.shuffle else np.arange(self.num_rows))
+    return self._perm
+
+  def indices(self, step):
+    positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+    epochs, offsets = np.divmod(positions, self.num_rows)
+    out = np.empty(self.batch_size, dtype=np.int64)
+    for epoch in np.unique(epochs):
+      sel = epochs == epoch
+      out[sel] = self._permutation(int(epoch))[offsets[sel]]
+    return out
+
+
+class Trainer:
+  """The model, optimizer and jitted steps for one config."""
+
+  def __init__(self, config, example):
+    self.config = config
+    self.model = models.build_model(config)
+    self.towers = config.model_config.mmoe.task_towers
+    self.tower_specs = models.tower_specs(config)
+    self.tx, self.schedule = make_optimizer(config.train_config)
+    self.example = example
+    self.train_step = jax.jit(self._train_step, donate_argnums=0)
+    self._predict = jax.jit(self._predict_fn)
+
+  def init_state(self, seed=None):
+    seed = self.config.seed if seed is None else seed
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+    variables = self.model.init({'params': init_key}, self.example['features'], train=False)
+    params = variables['params']
+    return dict(step=jnp.zeros((), jnp.int32), params=params,
+                batch_stats=variables.get('batch_stats', {}), opt_state=self.tx.init(params),
+                rng=dropout_key, nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  def abstract_state(self):
+    return jax.eval_shape(self.init_state)
+
+  def _train_step(self, state, batch):
+    rng = jax.random.fold_in(state['rng'], state['step'])
+    model_cfg = self.config.model_config
+
+    def loss_fn(params):
+      (logits, aux), updated = self.model.apply(
+          {'params': params, 'batch_stats': state['batch_stats']}, batch['features'],
+          train=True, mutable=['batch_stats'], rngs={'dropout': rng})
+      loss, terms = losses.total_loss(
+          logits, aux, params, batch['labels'], self.towers,
+          model_cfg.mmoe.l2_regularization, model_cfg.embedding_regularization)
+      return loss, (terms, updated.get('batch_stats', {}))
+
+    grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state['params'])
+    updates, opt_state = self.tx.update(grads, state['opt_state'], state['params'])
+    params = jax.tree.map(jnp.add, state['params'], updates)
+    step = state['step']
+    # Remember the first step whose loss was not finite; the loop checks it at log and
+    # checkpoint time, so no step waits on a host round trip.
+    bad = ~jnp.isfinite(terms['total_loss']) & (state['nonfinite_step'] < 0)
+    new_state = dict(step=step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+                     rng=state['rng'], nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
+    return new_state, dict(terms, learning_rate=self.schedule(step))
+
+  def _predict_fn(self, params, batch_stats, features):
+    logits, aux = self.model.apply({'params': params, 'batch_stats': batch_stats}, features,
+                                   train=False)
+    return models.predictions(logits, self.tower_specs)
+
+  def predict(self, state, columns):
+    """EasyRec's prediction dict over all rows, as numpy, in row order.
+
+    Batches are eval_batch_size rows; the last one is padded (and trimmed) so that
+    every call has the same shape and compiles once.
+    """
+    size = min(self.config.data_config.eval_batch_size, columns.num_rows)
+    chunks = []
+    for start in range(0, columns.num_rows, size):
+      idx = np.arange(start, start + size)
+      idx[idx >= columns.num_rows] = 0
+      out = self._predict(state['params'], state['batch_stats'], batch(columns, idx)['features'])
+      chunks.append(jax.device_get(out))
+    n = columns.num_rows
+    return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
+
+  def evaluate(self, state, columns, oracle=None):
+    """Metrics over the whole eval set; oracle_auc_<tower> where the true probs are known."""
+    predictions = self.predict(state, columns)
+    result = {}
+    for tower in self.towers:
+      result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
+      if oracle is not None and tower.label_name in oracle:
+        result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
+            columns.labels[tower.label_name], oracle[tower.label_name])
+    return result
+
+
+def check_finite(state, ckpt):
+  bad = int(state['nonfinite_step'])
+  if bad >= 0:
+    last = ckpt.latest_step()
+    raise FloatingPointError(
+        f'total_loss is not finite at step {bad + 1}; training stopped. The last checkpoint '
+        f'({"step " + str(last) if last else "none"}) is intact. Lower the learning rate, '
+        'set train_config.gradient_clipping_by_norm, or check the input for extreme values.')
+
+
+def record_eval(model_dir, writer, step, result):
+  with open(os.path.join(model_dir, 'metrics.jsonl'), 'a') as f:
+    f.write(json.dumps(dict(step=step, **result)) + '\n')
+  writer.scalars('eval', step, result)
+
+
+class SummaryWriters:
+  """TensorBoard event files: model_dir for training, model_dir/eval_val for evaluation."""
+
+  def __init__(self, model_dir):
+    from tensorboardX import SummaryWriter  # imported here: only training writes events
+    self._writers = {'train': SummaryWriter(model_dir),
+                     'eval': SummaryWriter(os.path.join(model_dir, 'eval_val'))}
+
+  def scalars(self, kind, step, values):
+    for name, value in values.items():
+      self._writers[kind].add_scalar(name, value, step)
+    self._writers[kind].flush()
+
+  def close(self):
+    for w in self._writers.values():
+      w.close()

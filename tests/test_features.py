@@ -1,0 +1,152 @@
+"""Feature transforms against hand-computed values and a pure-Python FNV-1a reference."""
+import ml_collections
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from mmoe_jax.data import features
+
+
+def fnv1a_64_reference(s: str) -> int:
+  h = 0xCBF29CE484222325
+  for byte in s.encode('utf-8'):
+    h = ((h ^ byte) * 0x100000001B3) % 2**64
+  return h
+
+
+def feature(**overrides):
+  fc = dict(feature_name='f', input_names=('f',), feature_type='IdFeature', embedding_name='',
+            embedding_dim=4, hash_bucket_size=0, num_buckets=0, vocab_list=(), boundaries=(),
+            separator='|', combiner='sum', raw_input_dim=1)
+  fc.update(overrides)
+  return ml_collections.ConfigDict(fc)
+
+
+def field(input_type='STRING', default_val=''):
+  return ml_collections.ConfigDict(dict(input_name='f', input_type=input_type,
+                                        default_val=default_val))
+
+
+def test_fnv1a_64_matches_reference():
+  values = ['', 'a', 'foobar', '430548_1007', 'héllo', '中文标签', 'x' * 300, 'ab', 'b']
+  got = features.fnv1a_64(values)
+  assert got.dtype == np.uint64
+  assert got.tolist() == [fnv1a_64_reference(v) for v in values]
+  # Published FNV-1a 64 test vectors, so the reference itself is checked too.
+  assert got[0] == 0xCBF29CE484222325 and got[1] == 0xAF63DC4C8601EC8C
+  assert got[2] == 0x85944171F73967E8
+
+
+def test_fnv1a_64_accepts_numpy_and_chunked_arrays():
+  values = ['7', '12', '', '12345']
+  want = [fnv1a_64_reference(v) for v in values]
+  assert features.fnv1a_64(np.array(values)).tolist() == want
+  chunked = pa.chunked_array([pa.array(values[:1]), pa.array(values[1:])])
+  assert features.fnv1a_64(chunked).tolist() == want
+  assert features.fnv1a_64(pa.array(values).slice(1)).tolist() == want[1:]
+  assert features.fnv1a_64([]).shape == (0,)
+
+
+def test_id_hash_bucket():
+  ids, bad = features.transform_feature(pa.array(['a', '', 'foobar', 'a']),
+                                        feature(hash_bucket_size=1000), field())
+  assert ids.dtype == np.int32 and bad is None
+  a, foobar = fnv1a_64_reference('a') % 1000, fnv1a_64_reference('foobar') % 1000
+  assert ids.tolist() == [a, -1, foobar, a]
+
+
+def test_id_default_val_fills_empty_before_hashing():
+  ids, _ = features.transform_feature(pa.array(['', 'b']), feature(hash_bucket_size=97),
+                                      field(default_val='a'))
+  assert ids.tolist() == [fnv1a_64_reference('a') % 97, fnv1a_64_reference('b') % 97]
+
+
+def test_id_num_buckets_out_of_range_maps_to_zero():
+  values = ['3', '0', '49', '50', '-1', '', '007', '+5', '99999999999999999999']
+  ids, bad = features.transform_feature(pa.array(values), feature(num_buckets=50),
+                                        field('INT32'))
+  assert ids.tolist() == [3, 0, 49, 0, 0, -1, 7, 5, 0]
+  assert bad is None
+
+
+def test_id_num_buckets_flags_non_integers():
+  ids, bad = features.transform_feature(pa.array(['1', 'x', '2.5', '']), feature(num_buckets=5),
+                                        field('INT32'))
+  assert bad.tolist() == [False, True, True, False]
+  assert ids[0] == 1 and ids[3] == -1
+
+
+def test_id_vocab_list_oov_maps_to_zero():
+  ids, bad = features.transform_feature(pa.array(['b', 'zz', '', 'a', 'c']),
+                                        feature(vocab_list=('a', 'b', 'c')), field())
+  assert ids.tolist() == [1, 0, -1, 0, 2] and bad is None
+
+
+def test_tags_split_drop_empty_and_pad():
+  fc = feature(feature_type='TagFeature', vocab_list=('x', 'a', 'b', 'c', 'd'))
+  tags, bad = features.transform_feature(pa.array(['a|b', '', 'c||d|', '|', 'zz|a|b']), fc,
+                                         field())
+  assert tags.dtype == np.int32 and bad is None
+  assert tags.tolist() == [[1, 2, -1], [-1, -1, -1], [3, 4, -1], [-1, -1, -1], [0, 1, 2]]
+
+
+def test_tags_hash_with_other_separator():
+  fc = feature(feature_type='TagFeature', hash_bucket_size=100, separator=';')
+  tags, _ = features.transform_feature(pa.array(['k1;k2', 'k3|k4']), fc, field())
+  h = lambda s: fnv1a_64_reference(s) % 100
+  assert tags.tolist() == [[h('k1'), h('k2')], [h('k3|k4'), -1]]
+
+
+def test_tags_all_empty_have_width_one():
+  fc = feature(feature_type='TagFeature', hash_bucket_size=10)
+  tags, _ = features.transform_feature(pa.array(['', '|', '']), fc, field())
+  assert tags.shape == (3, 1) and (tags == -1).all()
+
+
+def test_tags_num_buckets_bad_token_flags_row():
+  fc = feature(feature_type='TagFeature', num_buckets=10)
+  tags, bad = features.transform_feature(pa.array(['1|2', '3|x', '12']), fc, field())
+  assert bad.tolist() == [False, True, False]
+  assert tags[0].tolist() == [1, 2] and tags[2].tolist() == [0, -1]
+
+
+def test_raw_boundaries_bucketize_like_tf():
+  fc = feature(feature_type='RawFeature', boundaries=(1.0, 5.0, 10.0))
+  values = ['0.5', '1', '1.5', '5', '10', '12', '', '-3']
+  ids, bad = features.transform_feature(pa.array(values), fc, field('FLOAT'))
+  # A value equal to a boundary goes to the bucket on its right; empty -> 0 -> bucket 0.
+  assert ids.dtype == np.int32 and bad is None
+  assert ids.tolist() == [0, 1, 1, 2, 3, 3, 0, 0]
+  ids, _ = features.transform_feature(pa.array(['']), fc, field('FLOAT', default_val='7'))
+  assert ids.tolist() == [2]
+
+
+def test_raw_dense_value_and_default():
+  fc = feature(feature_type='RawFeature')
+  vals, bad = features.transform_feature(pa.array(['1.5', '', '-2e3', '.25']), fc,
+                                         field('DOUBLE'))
+  assert vals.dtype == np.float32 and bad is None
+  np.testing.assert_array_equal(vals, np.float32([1.5, 0.0, -2000.0, 0.25]))
+  vals, _ = features.transform_feature(pa.array(['', '3']), fc, field('FLOAT', default_val='0.5'))
+  np.testing.assert_array_equal(vals, np.float32([0.5, 3.0]))
+
+
+def test_raw_flags_non_numbers_and_non_integers_in_int_fields():
+  fc = feature(feature_type='RawFeature')
+  _, bad = features.transform_feature(pa.array(['1', 'abc', '2.5']), fc, field('FLOAT'))
+  assert bad.tolist() == [False, True, False]
+  _, bad = features.transform_feature(pa.array(['1', 'abc', '2.5']), fc, field('INT32'))
+  assert bad.tolist() == [False, True, True]
+
+
+def test_label_parse_and_default():
+  labels, bad = features.transform_label(pa.array(['1', '0', '']), field('INT32'))
+  assert labels.dtype == np.float32 and bad is None
+  assert labels.tolist() == [1.0, 0.0, 0.0]
+  labels, _ = features.transform_label(pa.array(['0', '']), field('FLOAT', default_val='1'))
+  assert labels.tolist() == [0.0, 1.0]
+
+
+def test_non_numeric_default_val_raises():
+  with pytest.raises(ValueError, match="default_val 'n/a'"):
+    features.transform_label(pa.array(['1']), field('INT32', default_val='n/a'))

@@ -1,0 +1,97 @@
+"""The training loop end to end on the tiny config: metrics, checkpoints, resume."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import mmoe
+from mmoe_jax import data as data_lib
+from mmoe_jax.config import validate
+from mmoe_jax.training import train_lib
+
+
+def test_batch_sampler_is_a_pure_function_of_step():
+  sampler = train_lib.BatchSampler(num_rows=10, batch_size=4, seed=3)
+  epoch0 = np.concatenate([sampler.indices(0), sampler.indices(1), sampler.indices(2)[:2]])
+  assert sorted(epoch0) == list(range(10))  # every row once per epoch
+  assert sorted(np.concatenate([sampler.indices(2)[2:], sampler.indices(3), sampler.indices(4)])) \
+      == list(range(10))
+  fresh = train_lib.BatchSampler(num_rows=10, batch_size=4, seed=3)
+  np.testing.assert_array_equal(fresh.indices(3), sampler.indices(3))
+  assert not np.array_equal(train_lib.BatchSampler(10, 4, seed=4).indices(0), sampler.indices(0))
+
+
+def test_total_steps_uses_the_smaller_limit():
+  config = validate(mmoe.get_config('tiny'))
+  assert train_lib.total_steps(config, 100000) == 20
+  config = mmoe.get_config('tiny')
+  config.train_config.num_steps = 0
+  config.data_config.num_epochs = 2
+  assert train_lib.total_steps(validate(config), 100) == 2 * 2  # ceil(100 / 64) per epoch
+
+
+def test_second_train_step_does_not_recompile(tiny_config):
+  config = validate(tiny_config)
+  train_path, _ = data_lib.input_paths(config)
+  columns = data_lib.load(train_path, config)
+  sampler = train_lib.BatchSampler(columns.num_rows, 64, 0)
+  trainer = train_lib.Trainer(config, train_lib.batch(columns, sampler.indices(0)))
+  state = trainer.init_state()
+  for step in range(3):
+    state, metrics = trainer.train_step(state, train_lib.batch(columns, sampler.indices(step)))
+  jax.block_until_ready(metrics)
+  assert trainer.train_step._cache_size() == 1
+  assert int(state['step']) == 3
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_writes_metrics_checkpoints_and_resumes_exactly(tiny_config, tmp_path):
+  result = train_lib.train_and_evaluate(tiny_config)
+  model_dir = tiny_config.model_dir
+  assert result['step'] == 20
+  for key in ('auc_ctr', 'auc_cvr', 'oracle_auc_ctr', 'oracle_auc_cvr'):
+    assert 0 <= result[key] <= 1
+  records = read_jsonl(os.path.join(model_dir, 'metrics.jsonl'))
+  assert [r['step'] for r in records] == [10, 20]
+  assert records[-1]['auc_ctr'] == result['auc_ctr']
+  assert sorted(os.listdir(os.path.join(model_dir, 'checkpoints'))) == ['10', '20']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(model_dir))
+
+  # Resume to step 30 from the step-20 checkpoint ...
+  tiny_config.train_config.num_steps = 30
+  resumed = train_lib.train_and_evaluate(tiny_config)
+  assert [r['step'] for r in read_jsonl(os.path.join(model_dir, 'metrics.jsonl'))] == [10, 20, 30]
+  # ... equals 30 uninterrupted steps (same batches, same dropout keys, same optimizer).
+  straight = mmoe.get_config('tiny')
+  straight.model_dir = str(tmp_path / 'straight')
+  straight.train_config.num_steps = 30
+  uninterrupted = train_lib.train_and_evaluate(straight)
+  for key in ('auc_ctr', 'auc_cvr'):
+    assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6)
+  a = train_lib.restore_or_fail(validate(tiny_config), _trainer(tiny_config))
+  b = train_lib.restore_or_fail(validate(straight), _trainer(straight))
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
+               a['params'], b['params'])
+
+
+def _trainer(config):
+  config = validate(config)
+  columns = data_lib.load(data_lib.input_paths(config)[1], config)
+  return train_lib.Trainer(config, train_lib.batch(columns, np.arange(2)))
+
+
+def test_non_finite_loss_stops_and_names_the_step(tiny_config):
+  lr = tiny_config.train_config.optimizer_config.adam_optimizer.learning_rate
+  lr.exponential_decay_learning_rate.initial_learning_rate = 1e30
+  with pytest.raises(FloatingPointError, match=r'total_loss is not finite at step \d+'):
+    train_lib.train_and_evaluate(tiny_config)
+  # No checkpoint holds a non-finite state.
+  ckpts = os.path.join(tiny_config.model_dir, 'checkpoints')
+  assert not os.path.exists(ckpts) or os.listdir(ckpts) == []
