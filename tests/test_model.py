@@ -22,9 +22,18 @@ def random_features(model, batch, seed=0):
   return out
 
 
+def bn_config():
+  """The tiny config with batch norm in experts and towers, to cover that path."""
+  config = mmoe.get_config('tiny')
+  config.model_config.mmoe.expert_dnn.use_bn = True
+  for tower in config.model_config.mmoe.task_towers:
+    tower.dnn.use_bn = True
+  return validate(config)
+
+
 @pytest.fixture(scope='module')
 def tiny_model():
-  return build_model(validate(mmoe.get_config('tiny')))
+  return build_model(bn_config())
 
 
 def init(model, features, seed=0):
@@ -70,7 +79,7 @@ def test_gates_are_distributions_over_experts(tiny_model):
 def test_expert_batch_norm_trains():
   # EasyRec's built-in MMoE runs expert batch norm in inference mode forever; here the
   # expert statistics move in training mode, and inference uses them.
-  model = build_model(validate(mmoe.get_config('tiny')))
+  model = build_model(bn_config())
   features = random_features(model, 64)
   variables = init(model, features)
   _, updated = model.apply(variables, features, train=True, mutable=['batch_stats'])

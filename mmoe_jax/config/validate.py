@@ -34,6 +34,9 @@ def validate(config):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
   if data.batch_size <= 0 or data.eval_batch_size <= 0:
     raise ConfigError('data_config.batch_size and eval_batch_size must be positive')
+  if data.input_type not in ('CSVInput', 'CSVInputV2'):
+    raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
+                      "(supported: 'CSVInput')")
   if len(data.separator) != 1:
     raise ConfigError(f'data_config.separator: must be one character, got {data.separator!r}')
 

@@ -3,9 +3,10 @@
 A fixed "world" of users and ads is drawn from the seed; impressions pair users and
 ads with Zipf-like popularity. A hidden teacher gives each impression
 
-  logit P(click)       = b_c + pid + user_bias[user] + ad_bias[ad]
-                         + <z_user, z_ad> / sqrt(K) + 0.8 [ad's category in user's tags]
-  logit P(buy | click) = b_b + 0.8 <z_user, M z_ad> / sqrt(K) - price_sensitivity[pvalue] * price
+  logit P(click)       = b_c + pid + user_bias[user] + ad_bias[ad] + cate_bias + brand_bias
+                         + 0.7 <z_user, z_ad> / sqrt(K) + 0.8 [ad's category in user's tags]
+  logit P(buy | click) = b_b + shopping_effect[shopping_level]
+                         + 0.6 <z_user, M z_ad> / sqrt(K) - price_sensitivity[pvalue] * price
 
 where z_user is built from the user's age/gender/segment plus a per-user part, z_ad
 from its category and brand plus a per-ad part, and the tag lists are the categories
@@ -69,42 +70,53 @@ class World:
     self.shopping = rng.integers(1, 4, NUM_USERS)
     self.occupation = rng.integers(0, 2, NUM_USERS)
     self.new_user_class = rng.integers(1, 5, NUM_USERS)
-    group_latent = rng.normal(0, 0.7, (14, K))
-    seg_latent = rng.normal(0, 0.3, (98, K))
-    self.z_user = (group_latent[self.cms_group] + seg_latent[self.cms_seg]
-                   + rng.normal(0, 0.3, (NUM_USERS, K))).astype(f32)
-    self.user_bias = rng.normal(0, 0.3, NUM_USERS)
+    group_latent = rng.normal(0, 0.8, (14, K))
+    seg_latent = rng.normal(0, 0.15, (98, K))
+    self.z_user = (group_latent[self.cms_group] + seg_latent[self.cms_seg]).astype(f32)
+    self.user_bias = rng.normal(0, 0.15, NUM_USERS)
+    self.shopping_effect = np.array([0.0, -0.4, 0.0, 0.4])  # on buy, by shopping_level 1..3
     # Ads: category, brand, campaign, customer, price; latent from category and brand.
-    cate_latent = rng.normal(0, 0.7, (NUM_CATES, K)).astype(f32)
-    brand_latent = rng.normal(0, 0.3, (NUM_BRANDS, K)).astype(f32)
+    cate_latent = rng.normal(0, 0.8, (NUM_CATES, K)).astype(f32)
+    brand_latent = rng.normal(0, 0.15, (NUM_BRANDS, K)).astype(f32)
     self.cate = rng.integers(0, NUM_CATES, NUM_ADS)
     self.brand = rng.integers(0, NUM_BRANDS, NUM_ADS)
     self.campaign = rng.integers(0, NUM_CAMPAIGNS, NUM_ADS)
     self.customer = rng.integers(0, NUM_CUSTOMERS, NUM_ADS)
     self.price = rng.integers(1, 50, NUM_ADS)
-    self.z_ad = (cate_latent[self.cate] + brand_latent[self.brand]
-                 + rng.normal(0, 0.3, (NUM_ADS, K))).astype(f32)
-    self.ad_bias = rng.normal(0, 0.3, NUM_ADS)
+    self.z_ad = (cate_latent[self.cate] + brand_latent[self.brand]).astype(f32)
+    self.cate_bias = rng.normal(0, 0.4, NUM_CATES)
+    self.brand_bias = rng.normal(0, 0.3, NUM_BRANDS)
+    self.ad_bias = rng.normal(0, 0.15, NUM_ADS)
     self.liked_cates = _liked(self.z_user, cate_latent, rng)
     self.liked_brands = _liked(self.z_user, brand_latent, rng)
     self.buy_mix = rng.normal(0, 1, (K, K)).astype(f32)  # M: buy's view of the latents
     self.price_sensitivity = np.array([0.0, 0.04, 0.02, 0.0])  # by pvalue_level 1..3
-    self.user_pop = _zipf_weights(NUM_USERS, 1.05, rng)
-    self.ad_pop = _zipf_weights(NUM_ADS, 1.05, rng)
+    self.user_pop = _zipf_weights(NUM_USERS, 1.2, rng)
+    self.ad_pop = _zipf_weights(NUM_ADS, 1.2, rng)
+
+  def logit_terms(self, u, a, pid):
+    """The teacher's additive logit terms for users u, ads a: (click terms, buy|click terms)."""
+    zu, za = self.z_user[u], self.z_ad[a]
+    click = dict(
+        bias=np.full(len(u), -2.4), pid=0.3 * pid,
+        ids=self.user_bias[u] + self.ad_bias[a],
+        ad_attributes=self.cate_bias[self.cate[a]] + self.brand_bias[self.brand[a]],
+        latent=0.7 * np.einsum('bk,bk->b', zu, za) / np.sqrt(K),
+        in_tags=0.8 * (self.liked_cates[u] == self.cate[a][:, None]).any(axis=1))
+    buy = dict(
+        bias=np.full(len(u), -0.8), shopping=self.shopping_effect[self.shopping[u]],
+        latent=0.6 * np.einsum('bk,kj,bj->b', zu, self.buy_mix, za) / np.sqrt(K),
+        price=-self.price_sensitivity[self.pvalue[u]] * self.price[a])
+    return click, buy
 
   def impressions(self, num_rows, rng):
     """Returns (columns: dict of numpy arrays, p_click, p_buy)."""
     u = rng.choice(NUM_USERS, num_rows, p=self.user_pop)
     a = rng.choice(NUM_ADS, num_rows, p=self.ad_pop)
     pid = rng.integers(0, 2, num_rows)
-    zu, za = self.z_user[u], self.z_ad[a]
-    in_tags = (self.liked_cates[u] == self.cate[a][:, None]).any(axis=1)
-    click_logit = (-2.3 + 0.3 * pid + self.user_bias[u] + self.ad_bias[a]
-                   + 1.0 * np.einsum('bk,bk->b', zu, za) / np.sqrt(K) + 0.8 * in_tags)
-    buy_logit = (-0.8 + 0.8 * np.einsum('bk,kj,bj->b', zu, self.buy_mix, za) / np.sqrt(K)
-                 - self.price_sensitivity[self.pvalue[u]] * self.price[a])
-    p_click = 1 / (1 + np.exp(-click_logit))
-    p_buy_given_click = 1 / (1 + np.exp(-buy_logit))
+    click, buy = self.logit_terms(u, a, pid)
+    p_click = 1 / (1 + np.exp(-sum(click.values())))
+    p_buy_given_click = 1 / (1 + np.exp(-sum(buy.values())))
     clk = rng.random(num_rows) < p_click
     buy = clk & (rng.random(num_rows) < p_buy_given_click)
     # Tags: a random-length prefix (1..NUM_LIKED) of the user's liked lists.
@@ -145,7 +157,7 @@ def write_csv(path, num_rows, seed, split):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f'{path}.tmp'
   # Oracle first, CSV last: an existing CSV implies a complete pair.
-  np.savez(f'{path}.oracle.npz', clk=p_click, buy=p_buy)
+  np.savez(f'{path}.oracle.npz', clk=p_click.astype(np.float32), buy=p_buy.astype(np.float32))
   pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(include_header=False,
                                                    quoting_style='none'))
   os.replace(tmp, path)

@@ -32,7 +32,8 @@ def train_and_evaluate(config):
   os.makedirs(config.model_dir, exist_ok=True)
   train_path, eval_path = data_lib.input_paths(config, log=log.info)
   train_data = data_lib.load(train_path, config, log=log.info)
-  eval_data = data_lib.load(eval_path, config, log=log.info) if eval_path else None
+  eval_data = load_eval(eval_path, config) if eval_path else None
+  oracle = data_lib.load_oracle(eval_path) if eval_path else None
   batch_size = config.data_config.batch_size
   num_steps = total_steps(config, train_data.num_rows)
 
@@ -49,6 +50,7 @@ def train_and_evaluate(config):
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0)
   last_time, last_step = time.perf_counter(), start
+  result = {}
   for step in range(start, num_steps):
     state, step_metrics = trainer.train_step(state, batch(train_data, sampler.indices(step)))
     bar.update(batch_size)
@@ -66,17 +68,14 @@ def train_and_evaluate(config):
       check_finite(state, ckpt)
       ckpt.save(done, state)
       if eval_data is not None:
-        result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(eval_path))
+        result = trainer.evaluate(state, eval_data, oracle)
         record_eval(config.model_dir, writer, done, result)
         bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
   bar.close()
   ckpt.wait()
-  if eval_data is None:
-    return {'step': int(state['step'])}
-  result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(eval_path))
-  if start >= num_steps:  # nothing left to train: report the finished run again
-    record_eval(config.model_dir, writer, num_steps, result)
   writer.close()
+  if eval_data is not None and start >= num_steps:  # a finished run, rerun: report it again
+    result = trainer.evaluate(state, eval_data, oracle)
   return dict(step=int(state['step']), **result)
 
 
@@ -84,10 +83,10 @@ def evaluate_checkpoint(config, input_path=None):
   """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path)."""
   config = validate(config)
   path = input_path or data_lib.input_paths(config, log=log.info)[1]
-  eval_data = data_lib.load(path, config, log=log.info)
+  eval_data = load_eval(path, config)
   trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
   state = restore_or_fail(config, trainer)
-  result = trainer.evaluate(state, eval_data, oracle=data_lib.load_oracle(path))
+  result = trainer.evaluate(state, eval_data, data_lib.load_oracle(path))
   return dict(step=int(state['step']), **result)
 
 
@@ -113,6 +112,13 @@ def write_predictions(predictions, path):
       columns.update({f'{name}_{k}': value[:, k] for k in range(value.shape[1])})
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   pa_csv.write_csv(pa.table(columns), path)
+
+
+def load_eval(path, config):
+  """The eval rows: all of them, or the first eval_config.num_examples (EasyRec)."""
+  columns = data_lib.load(path, config, log=log.info)
+  limit = config.eval_config.num_examples
+  return columns.take(np.arange(limit)) if 0 < limit < columns.num_rows else columns
 
 
 def restore_or_fail(config, trainer):
@@ -238,14 +244,22 @@ class Trainer:
     return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
 
   def evaluate(self, state, columns, oracle=None):
-    """Metrics over the whole eval set; oracle_auc_<tower> where the true probs are known."""
+    """Metrics over the whole eval set; oracle_auc_<tower> where the true probs are known.
+
+    `oracle` holds the true probability of every row of the eval file, by label name; it
+    lines up with `columns` unless malformed rows were skipped.
+    """
     predictions = self.predict(state, columns)
+    if oracle is not None and columns.skipped_rows:
+      log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
+                  columns.skipped_rows)
+      oracle = None
     result = {}
     for tower in self.towers:
       result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
       if oracle is not None and tower.label_name in oracle:
         result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
-            columns.labels[tower.label_name], oracle[tower.label_name])
+            columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
     return result
 
 
