@@ -71,6 +71,7 @@ def train_and_evaluate(config):
         result = trainer.evaluate(state, eval_data, oracle)
         record_eval(config.model_dir, writer, done, result)
         bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
+      last_time = time.perf_counter()  # examples/s counts training steps only
   bar.close()
   ckpt.wait()
   writer.close()
