@@ -2,8 +2,10 @@
 
 Each `Message` mirrors one EasyRec protobuf message (easy_rec/python/protos/*.proto):
 a field is a scalar default, `Repeated(...)` (a proto `repeated` field, held as a
-tuple), or another `Message`. Fields listed in a message's `oneof` are present only
-when set, as in protobuf. Fields marked `# not in EasyRec` are this project's own.
+tuple), another `Message` (filled with its defaults when unset) or `Optional(...)` (a
+message whose presence matters, as proto's HasField: absent unless set). Fields listed
+in a message's `oneof` are present only when set, as in protobuf. Fields marked
+`# not in EasyRec` are this project's own.
 """
 
 import dataclasses
@@ -15,6 +17,11 @@ REQUIRED = object()  # a proto `required` field with no default
 @dataclasses.dataclass(frozen=True)
 class Repeated:
   item: Any  # a Python type (int, float, str) or a Message
+
+
+@dataclasses.dataclass(frozen=True)
+class Optional:
+  message: Any  # a Message; the field is absent from the completed config unless set
 
 
 class Message:
