@@ -11,7 +11,7 @@ from ml_collections import config_flags
 
 import mmoe
 from mmoe_jax.config import schema
-from mmoe_jax.config import ConfigError, complete, load_config, parse_arg, validate
+from mmoe_jax.config import ConfigError, complete, load_config, model_params, parse_arg, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                                   for arg in ('', ':tiny', ':full')])
 def test_every_config_file_loads_and_validates(spec):
   config = validate(load_config(spec))
-  assert config.model_config.mmoe.task_towers
+  assert model_params(config.model_config).task_towers
 
 
 def test_seed_config_mirrors_easyrec_sample():

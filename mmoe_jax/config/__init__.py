@@ -4,8 +4,9 @@ import importlib.util
 import os
 import types
 
+from mmoe_jax.config.backbone import block_order, input_block
 from mmoe_jax.config.complete import ConfigError, complete
-from mmoe_jax.config.validate import validate, vocab_size
+from mmoe_jax.config.validate import feature_dim, model_params, validate, vocab_size
 
 
 def parse_arg(arg, **defaults):
@@ -37,12 +38,24 @@ def parse_arg(arg, **defaults):
 def load_config(spec):
   """Loads `path/to/config.py[:arg]` as the --config flag does (for notebooks and tests)."""
   path, _, arg = spec.partition(':')
+  return import_config(path).get_config(arg or None)
+
+
+def import_config(path):
+  """A config file as a module, for a config that builds on another one:
+
+    mmoe = import_config(os.path.join(os.path.dirname(__file__), 'mmoe.py'))
+
+  (--config loads a file by its path, so configs/ is not on sys.path.)
+  """
   if not os.path.exists(path):
     raise FileNotFoundError(f'config file {path!r} not found')
-  module_spec = importlib.util.spec_from_file_location('_mmoe_jax_config', path)
+  name = '_mmoe_jax_config_' + os.path.splitext(os.path.basename(path))[0]
+  module_spec = importlib.util.spec_from_file_location(name, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return module
 
 
-__all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'parse_arg', 'load_config']
+__all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'feature_dim', 'model_params',
+           'block_order', 'input_block', 'parse_arg', 'load_config', 'import_config']

@@ -25,15 +25,17 @@ def complete(raw, message=schema.PIPELINE, path=''):
       (or, where required, fewer) than one member set.
   """
   raw = _as_dict(raw, path)
+  # A named message (a backbone block) is named in its errors: indices alone are hard to read.
+  named = f" ({message.name} {raw['name']!r})" if isinstance(raw.get('name'), str) else ''
   for key in raw:
     if key not in message.fields:
       raise ConfigError(
-          f"{_join(path, key)}: unknown field of {message.name}{did_you_mean(key, message.fields)}; "
-          f"known fields: {', '.join(message.fields)}")
+          f"{_join(path, key)}{named}: unknown field of {message.name}"
+          f"{did_you_mean(key, message.fields)}; known fields: {', '.join(message.fields)}")
   set_oneof = [k for k in message.oneof if raw.get(k) is not None]
   if len(set_oneof) > 1 or (message.oneof_required and not set_oneof):
     raise ConfigError(
-        f"{path or 'config'}: set exactly one of {', '.join(message.oneof)} "
+        f"{path or 'config'}{named}: set exactly one of {', '.join(message.oneof)} "
         f"(got {', '.join(set_oneof) or 'none'})")
   out = {}
   for key, spec in message.fields.items():
@@ -41,13 +43,16 @@ def complete(raw, message=schema.PIPELINE, path=''):
       continue
     value = raw.get(key)
     field_path = _join(path, key)
-    if isinstance(spec, schema.Message):
+    if isinstance(spec, schema.Optional):
+      if value is not None:
+        out[key] = complete(value, spec.message, field_path)
+    elif isinstance(spec, schema.Message):
       out[key] = complete(value or {}, spec, field_path)
     elif isinstance(spec, schema.Repeated):
       out[key] = _repeated(value, spec.item, field_path)
     elif value is None:
       if spec is schema.REQUIRED:
-        raise ConfigError(f'{field_path}: required field of {message.name} is missing')
+        raise ConfigError(f'{field_path}{named}: required field of {message.name} is missing')
       out[key] = spec
     else:
       out[key] = _scalar(value, type(spec) if spec is not schema.REQUIRED else str,

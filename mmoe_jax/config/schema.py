@@ -26,7 +26,7 @@ class Optional:
 
 class Message:
 
-  def __init__(self, name, *, oneof=(), oneof_required=False, **fields):
+  def __init__(self, name, /, *, oneof=(), oneof_required=False, **fields):
     self.name = name
     self.fields = fields
     self.oneof = tuple(oneof)  # names of the fields that form the one `oneof` group
@@ -98,14 +98,108 @@ FEATURE_CONFIG = Message(
     raw_input_dim=1,
 )
 
+# easy_rec/python/protos/dnn.proto: the MLP of keras layers (layers/keras/blocks.py).
+# Defaults are the proto's, and EasyRec's MLP layer uses every one of them: its code
+# passes final_activation=None, but Parameter.get_or_default returns the proto default
+# for strings, so the last layer is Dense -> BN -> relu too.
+MLP = Message(
+    'MLP',
+    hidden_units=Repeated(int),
+    dropout_ratio=Repeated(float),  # per layer; layers past the end of the list get none
+    activation='relu',
+    use_bn=True,
+    use_final_bn=True,  # batch norm on the last layer
+    final_activation='relu',
+    use_bias=False,
+    initializer='he_uniform',  # the kernel initializer, a Keras name
+    use_bn_after_activation=False,
+    use_final_bias=False,
+    add_to_outputs=False,  # accepted; mmoe_jax supports only false
+)
+
+# easy_rec/python/protos/layer.proto
+SENET = Message(
+    'SENet',
+    reduction_ratio=4,
+    num_squeeze_group=2,
+    use_skip_connection=True,
+    use_output_layer_norm=True,
+)
+MMOE_LAYER = Message(
+    'MMoELayer',
+    num_task=0,  # required in EasyRec; 0 = unset, rejected by validation
+    expert_mlp=Optional(MLP),  # unset: the input is a list, experts then the gate input
+    num_expert=0,
+    shared_gate=False,  # not in EasyRec: one gate for every task (a one-gate MoE, OMoE)
+)
+
+# easy_rec/python/protos/keras_layer.proto (the params this project's layers read)
+KERAS_LAYER = Message(
+    'KerasLayer',
+    oneof=('mlp', 'senet', 'mmoe'),
+    class_name=REQUIRED,
+    mlp=MLP,
+    senet=SENET,
+    mmoe=MMOE_LAYER,
+)
+
+# easy_rec/python/protos/backbone.proto
+INPUT_LAYER = Message(
+    'InputLayer',
+    do_batch_norm=False,
+    do_layer_norm=False,
+    dropout_rate=0.0,
+    feature_dropout_rate=0.0,
+    only_output_feature_list=False,
+    only_output_3d_tensor=False,
+    output_2d_tensor_and_feature_list=False,
+    output_seq_and_normal_feature=False,  # accepted; no sequence features here, so false
+    wide_output_dim=0,  # accepted; mmoe_jax supports only 0
+    concat_seq_feature=True,  # accepted; no effect without sequence features
+)
+INPUT = Message(
+    'Input',
+    oneof=('feature_group_name', 'block_name'),
+    oneof_required=True,
+    feature_group_name='',
+    block_name='',
+    input_slice='',  # '[i]' or '[a:b]' of a list output; EasyRec evaluates any Python
+)
+BLOCK = Message(
+    'Block',
+    oneof=('input_layer', 'keras_layer'),
+    oneof_required=True,
+    name=REQUIRED,
+    inputs=Repeated(INPUT),
+    input_concat_axis=-1,
+    merge_inputs_into_list=False,
+    input_layer=INPUT_LAYER,
+    keras_layer=KERAS_LAYER,
+)
+BACKBONE_TOWER = Message(
+    'BackboneTower',
+    blocks=Repeated(BLOCK),
+    concat_blocks=Repeated(str),
+    output_blocks=Repeated(str),
+    top_mlp=Optional(MLP),
+)
+
 # easy_rec/python/protos/easy_rec_model.proto
+MODEL_PARAMS = Message(
+    'ModelParams',
+    l2_regularization=0.0,
+    task_towers=Repeated(TASK_TOWER),  # EasyRec: BayesTaskTower; its relation fields are not here
+)
 MODEL_CONFIG = Message(
     'EasyRecModel',
-    oneof=('mmoe',),
-    model_class=REQUIRED,
+    oneof=('model_params', 'mmoe'),
+    model_class=REQUIRED,  # 'MMoE' (built in) or 'MultiTaskModel' (backbone + model_params)
+    model_name='',  # a free comment
     feature_groups=Repeated(FEATURE_GROUP),
+    model_params=MODEL_PARAMS,
     mmoe=MMOE,
     embedding_regularization=0.0,
+    backbone=Optional(BACKBONE_TOWER),
 )
 
 # easy_rec/python/protos/dataset.proto

@@ -4,6 +4,7 @@ Everything here runs before any data is read or any array is built, so a typo in
 feature, label or tower name costs seconds, not a training run.
 """
 
+from mmoe_jax.config.backbone import validate_backbone
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.schema import EVAL_METRICS
 
@@ -12,6 +13,14 @@ FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
 LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
+# model_class -> the model_config field with its task_towers and l2_regularization
+MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params'}
+
+
+def model_params(model_config):
+  """The section holding task_towers and l2_regularization: `mmoe` for the built-in MMoE,
+  `model_params` for a MultiTaskModel (EasyRec's names)."""
+  return model_config[MODEL_PARAMS[model_config.model_class]]
 
 
 def validate(config):
@@ -19,7 +28,8 @@ def validate(config):
 
   Resolved: feature_name (defaults to input_names[0]), task_towers[i].label_name
   (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION, else
-  mean_squared_error), activation 'tf.nn.x' -> 'x'.
+  mean_squared_error), activation 'tf.nn.x' -> 'x', and a backbone's implicit input
+  layers and concat_blocks (config/backbone.py).
 
   Raises:
     ConfigError naming the offending field path.
@@ -43,14 +53,18 @@ def validate(config):
   _validate_features(config.feature_configs, inputs)
   features = {f.feature_name: f for f in config.feature_configs}
 
-  if model.model_class != 'MMoE':
-    raise ConfigError(f"model_config.model_class: {model.model_class!r} is not supported "
-                      "(supported: 'MMoE')")
-  if 'mmoe' not in model:
-    raise ConfigError("model_config: model_class 'MMoE' needs a model_config.mmoe section")
+  _one_of(model.model_class, tuple(MODEL_PARAMS), 'model_config.model_class')
+  section = MODEL_PARAMS[model.model_class]
+  if section not in model:
+    raise ConfigError(f'model_config: model_class {model.model_class!r} needs a '
+                      f'model_config.{section} section')
+  backbone = model.model_class == 'MultiTaskModel'
+  if backbone != ('backbone' in model):
+    raise ConfigError('model_config.backbone: model_class MultiTaskModel needs a backbone, and '
+                      'only it reads one')
   groups = _unique([g.group_name for g in model.feature_groups], 'model_config.feature_groups',
                    'group_name')
-  if 'all' not in groups:
+  if not backbone and 'all' not in groups:
     raise ConfigError("model_config.feature_groups: the built-in MMoE reads the group named "
                       f"'all' (as EasyRec); got {sorted(groups)}")
   for g, group in enumerate(model.feature_groups):
@@ -58,8 +72,14 @@ def validate(config):
       raise ConfigError(f'model_config.feature_groups[{g}].feature_names: empty')
     for j, name in enumerate(group.feature_names):
       _known(name, features, f'model_config.feature_groups[{g}].feature_names[{j}]', 'feature')
-  _validate_mmoe(model.mmoe, data.label_fields)
-  if model.mmoe.l2_regularization < 0 or model.embedding_regularization < 0:
+  params = model_params(model)
+  _validate_towers(params.task_towers, f'model_config.{section}', data.label_fields)
+  if backbone:
+    validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
+                      len(params.task_towers))
+  else:
+    _validate_mmoe(model.mmoe)
+  if params.l2_regularization < 0 or model.embedding_regularization < 0:
     raise ConfigError('model_config: regularization scales must be >= 0')
 
   train = config.train_config
@@ -127,17 +147,25 @@ def vocab_size(feature):
   return feature.hash_bucket_size or feature.num_buckets or len(feature.vocab_list)
 
 
-def _validate_mmoe(mmoe, label_fields):
+def feature_dim(feature):
+  """Width of a feature's embedding output: embedding_dim, or 1 for a raw value fed as is."""
+  return feature.embedding_dim or feature.raw_input_dim
+
+
+def _validate_mmoe(mmoe):
   path = 'model_config.mmoe'
   if mmoe.num_expert <= 0:
     raise ConfigError(f'{path}.num_expert: must be > 0 with expert_dnn')
   if not mmoe.expert_dnn.hidden_units:
     raise ConfigError(f'{path}.expert_dnn.hidden_units: experts need at least one layer')
   _validate_dnn(mmoe.expert_dnn, f'{path}.expert_dnn')
-  if not mmoe.task_towers:
+
+
+def _validate_towers(towers, path, label_fields):
+  if not towers:
     raise ConfigError(f'{path}.task_towers: at least one tower is needed')
-  _unique([t.tower_name for t in mmoe.task_towers], f'{path}.task_towers', 'tower_name')
-  for i, tower in enumerate(mmoe.task_towers):
+  _unique([t.tower_name for t in towers], f'{path}.task_towers', 'tower_name')
+  for i, tower in enumerate(towers):
     tpath = f'{path}.task_towers[{i}]'
     if not tower.label_name:  # EasyRec: towers take label_fields in order
       if i >= len(label_fields):

@@ -1,8 +1,11 @@
 """Models. `build_model` is the one place where config becomes modules."""
 
-from mmoe_jax.config import vocab_size
+from mmoe_jax.config import block_order, input_block, model_params, vocab_size
+from mmoe_jax.models import registry
+from mmoe_jax.models.backbone import Backbone, BlockSpec, InputLayer, MultiTaskModel
 from mmoe_jax.models.embedding import Embedding, FeatureSpec
-from mmoe_jax.models.mmoe import MMoE, DnnSpec, TowerSpec, predictions
+from mmoe_jax.models.layers import DnnSpec
+from mmoe_jax.models.mmoe import MMoE, TowerSpec, predictions
 
 
 def feature_specs(config, group_name='all'):
@@ -34,15 +37,48 @@ def dnn_spec(dnn):
 def tower_specs(config):
   return tuple(TowerSpec(tower_name=t.tower_name, num_class=t.num_class, loss_type=t.loss_type,
                          dnn=dnn_spec(t.dnn))
-               for t in config.model_config.mmoe.task_towers)
+               for t in model_params(config.model_config).task_towers)
 
 
 def build_model(config):
   """A validated config -> the Flax module it describes."""
+  if config.model_config.model_class == 'MultiTaskModel':
+    return multi_task_model(config)
   mmoe = config.model_config.mmoe
   return MMoE(features=feature_specs(config), expert_dnn=dnn_spec(mmoe.expert_dnn),
               num_expert=mmoe.num_expert, task_towers=tower_specs(config))
 
 
-__all__ = ['build_model', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'Embedding',
-           'FeatureSpec', 'DnnSpec', 'TowerSpec']
+def multi_task_model(config):
+  """EasyRec's MultiTaskModel: the backbone's blocks in topological order, then the towers."""
+  backbone = config.model_config.backbone
+  blocks = {b.name: b for b in backbone.blocks}
+  specs, groups, features = [], {}, {}
+  for name in block_order(backbone):
+    block = blocks[name]
+    if 'input_layer' in block:
+      group = block.inputs[0].feature_group_name
+      groups[group] = feature_specs(config, group)
+      features.update((f.feature_name, f) for f in groups[group])
+      options = {k: block.input_layer[k] for k in InputLayer.__dataclass_fields__
+                 if k in block.input_layer}
+      specs.append(BlockSpec(name, InputLayer, tuple(options.items()), group=group))
+      continue
+    layer = registry.LAYERS[block.keras_layer.class_name]
+    params = block.keras_layer[layer.params].to_dict() if layer.params else {}
+    specs.append(BlockSpec(
+        name, layer.module, tuple(layer.fields(params).items()),
+        inputs=tuple((input_block(i), i.input_slice) for i in block.inputs),
+        input_concat_axis=block.input_concat_axis,
+        merge_inputs_into_list=block.merge_inputs_into_list, aux=layer.aux))
+  top_mlp = registry.mlp_spec(backbone.top_mlp.to_dict()) if 'top_mlp' in backbone else None
+  return MultiTaskModel(
+      features=tuple(features.values()),
+      feature_groups=tuple((g, tuple(f.feature_name for f in fs)) for g, fs in groups.items()),
+      backbone=Backbone(tuple(specs), tuple(backbone.concat_blocks),
+                        tuple(backbone.output_blocks), top_mlp),
+      task_towers=tower_specs(config))
+
+
+__all__ = ['build_model', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
+           'Embedding', 'FeatureSpec', 'DnnSpec', 'TowerSpec']

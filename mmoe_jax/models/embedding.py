@@ -55,3 +55,9 @@ class Embedding(nn.Module):
           vectors = vectors / jnp.maximum(mask.sum(axis=1), 1.0)
       outputs.append(vectors)
     return outputs
+
+
+def embedding_l2(embedded, features):
+  """l2_loss of the looked-up embeddings: EasyRec's embedding_regularization applies to these."""
+  return sum(jnp.sum(jnp.square(e)) / 2
+             for e, spec in zip(embedded, features) if spec.embedding_dim)

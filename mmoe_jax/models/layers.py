@@ -1,16 +1,58 @@
-"""Dense building blocks: EasyRec's DNN, plain or as a stack of experts."""
+"""Layers: EasyRec's DNN/MLP (plain or as a stack of experts), gates, SENet, the MMoE layer."""
+
+import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# TF's tf.layers.dense default, which EasyRec's DNN uses.
-KERNEL_INIT = nn.initializers.glorot_uniform()
-
 ACTIVATIONS = {
     'relu': nn.relu, 'sigmoid': nn.sigmoid, 'tanh': jnp.tanh, 'elu': nn.elu, 'selu': nn.selu,
     'gelu': nn.gelu, 'swish': nn.swish, 'leaky_relu': nn.leaky_relu, 'linear': lambda x: x,
 }
+
+# Kernel initializers by their Keras names (EasyRec's MLP.initializer). The normal ones are
+# truncated, as in Keras.
+INITIALIZERS = {
+    name: getattr(nn.initializers, name)
+    for name in ('glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', 'lecun_uniform',
+                 'lecun_normal')
+}
+
+
+def kernel_init(name, stacked=False):
+  """The initializer `name`; `stacked`: for [E, D, H] kernels, fans counted per expert."""
+  return INITIALIZERS[name](batch_axis=(0,)) if stacked else INITIALIZERS[name]()
+
+
+# TF's tf.layers.dense default, which EasyRec's DNN, gates and output layers use.
+KERNEL_INIT = kernel_init('glorot_uniform')
+
+
+@dataclasses.dataclass(frozen=True)
+class DnnSpec:
+  """EasyRec's DNN message as plain values, and the fields its keras MLP message adds.
+
+  The defaults are the DNN's: every layer Dense (with bias, glorot_uniform) -> BN ->
+  activation -> dropout. The MLP fields set the bias, the initializer, batch norm after
+  the activation, and a different last layer (None: like the other layers).
+  """
+  hidden_units: tuple[int, ...] = ()
+  dropout_ratio: tuple[float, ...] = ()  # one value: every layer; else one per layer
+  activation: str = 'relu'
+  use_bn: bool = True
+  use_final_bn: bool | None = None
+  final_activation: str | None = None
+  use_bias: bool = True
+  use_final_bias: bool | None = None
+  initializer: str = 'glorot_uniform'
+  use_bn_after_activation: bool = False
+
+
+def batch_norm(x, train, axis=-1, name=None):
+  """BatchNorm with TF's tf.layers.batch_normalization defaults: momentum 0.99, epsilon 1e-3."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, axis=axis,
+                      name=name)(x)
 
 
 class StackedDense(nn.Module):
@@ -22,50 +64,136 @@ class StackedDense(nn.Module):
   """
   features: int
   num_expert: int
+  use_bias: bool = True
+  initializer: str = 'glorot_uniform'
 
   @nn.compact
   def __call__(self, x):
     in_dim = x.shape[-1]
-    init = nn.initializers.glorot_uniform(in_axis=-2, out_axis=-1, batch_axis=(0,))
-    kernel = self.param('kernel', init, (self.num_expert, in_dim, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.num_expert, self.features))
+    kernel = self.param('kernel', kernel_init(self.initializer, stacked=True),
+                        (self.num_expert, in_dim, self.features))
     spec = 'bd,edh->beh' if x.ndim == 2 else 'bed,edh->beh'
-    return jnp.einsum(spec, x, kernel) + bias
+    y = jnp.einsum(spec, x, kernel)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.num_expert, self.features))
+    return y
 
 
 class Dnn(nn.Module):
-  """EasyRec's DNN message: per layer Dense -> BatchNorm (use_bn) -> activation -> dropout.
+  """EasyRec's DNN (and keras MLP): per layer Dense -> BatchNorm (use_bn) -> activation -> dropout.
 
   With num_expert > 0 every layer is a StackedDense: the module is `num_expert`
   experts with their own weights and batch statistics, [B, D] -> [B, E, H].
   Unlike EasyRec's built-in MMoE (whose experts never see `is_training`), batch norm
   and dropout here always follow `train`.
   """
-  hidden_units: tuple[int, ...]
-  dropout_ratio: tuple[float, ...] = ()
-  activation: str = 'relu'
-  use_bn: bool = True
+  spec: DnnSpec
   num_expert: int = 0  # 0: a plain DNN, [B, D] -> [B, H]
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    s = self.spec
     # Feature axes of BatchNorm: statistics are per unit, and per expert when stacked.
     bn_axes = (-2, -1) if self.num_expert else -1
-    dropout = self.dropout_ratio * len(self.hidden_units) if len(
-        self.dropout_ratio) == 1 else self.dropout_ratio
-    for i, units in enumerate(self.hidden_units):
+    n = len(s.hidden_units)
+    dropout = s.dropout_ratio * n if len(s.dropout_ratio) == 1 else s.dropout_ratio
+    for i, units in enumerate(s.hidden_units):
+      last = i == n - 1
+      use_bn = s.use_final_bn if last and s.use_final_bn is not None else s.use_bn
+      use_bias = s.use_final_bias if last and s.use_final_bias is not None else s.use_bias
+      activation = s.final_activation if last and s.final_activation is not None else s.activation
       if self.num_expert:
-        x = StackedDense(units, self.num_expert, name=f'dnn_{i}')(x)
+        x = StackedDense(units, self.num_expert, use_bias, s.initializer, name=f'dnn_{i}')(x)
       else:
-        x = nn.Dense(units, kernel_init=KERNEL_INIT, name=f'dnn_{i}')(x)
-      if self.use_bn:
-        # TF's batch_normalization defaults: momentum 0.99, epsilon 1e-3.
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                         axis=bn_axes, name=f'bn_{i}')(x)
-      x = ACTIVATIONS[self.activation](x)
-      if dropout and dropout[i] > 0:
+        x = nn.Dense(units, use_bias=use_bias, kernel_init=kernel_init(s.initializer),
+                     name=f'dnn_{i}')(x)
+      if use_bn and not s.use_bn_after_activation:
+        x = batch_norm(x, train, axis=bn_axes, name=f'bn_{i}')
+      x = ACTIVATIONS[activation](x)
+      if use_bn and s.use_bn_after_activation:
+        x = batch_norm(x, train, axis=bn_axes, name=f'bn_{i}')
+      if i < len(dropout) and dropout[i] > 0:
         x = nn.Dropout(dropout[i], deterministic=not train)(x)
     return x
+
+
+def gate(x, num_expert, name):
+  """One task's gate (Ma et al., KDD 2018, eq. 5): softmax(x W + b) over the experts, [B, E].
+
+  Call it inside a compact module: its Dense becomes that module's submodule `name`.
+  """
+  return nn.softmax(nn.Dense(num_expert, kernel_init=KERNEL_INIT, name=name)(x), axis=-1)
+
+
+def mix(gate_weights, experts):
+  """The gated mixture (eq. 6): sum_e gate[e] * expert_e, [B, E] x [B, E, H] -> [B, H]."""
+  return jnp.einsum('be,beh->bh', gate_weights, experts)
+
+
+class MMoELayer(nn.Module):
+  """EasyRec's keras MMoE layer (class_name 'MMoE'): one output per task, as a list.
+
+  With expert_mlp, the input [B, D] feeds `num_expert` stacked MLP experts and the
+  gates. Without, the input is a list: `num_expert` expert outputs [B, H], then the
+  gate input [B, D']. shared_gate (not in EasyRec) uses one gate for every task, so
+  every task gets the same mixture: a one-gate MoE (OMoE).
+
+  Returns (outputs, aux): outputs is a list of num_task [B, H]; aux['gate_weights'] the
+  list of the tasks' [B, E] gates.
+  """
+  num_task: int
+  num_expert: int
+  expert_mlp: DnnSpec | None = None
+  shared_gate: bool = False
+
+  @nn.compact
+  def __call__(self, inputs, *, train: bool):
+    if self.expert_mlp is not None:
+      experts = Dnn(self.expert_mlp, self.num_expert, name='expert_mlp')(inputs, train=train)
+      gate_input = inputs
+    else:
+      experts = jnp.stack(inputs[:self.num_expert], axis=1)  # [B, E, H]
+      gate_input = inputs[self.num_expert]
+    if self.shared_gate:
+      weights = [gate(gate_input, self.num_expert, 'gate')] * self.num_task
+    else:
+      weights = [gate(gate_input, self.num_expert, f'gate_{k}') for k in range(self.num_task)]
+    return [mix(w, experts) for w in weights], dict(gate_weights=weights)
+
+
+class SENet(nn.Module):
+  """FiBiNET's squeeze-excitation over field embeddings (EasyRec's keras SENet).
+
+  Input: a list of F field embeddings [B, D_f], each D_f divisible by g =
+  num_squeeze_group. Squeeze: per field and group of D_f / g units, the max and the
+  mean, z [B, F*g*2]. Excite: Dense(max(1, F*g*2 // reduction_ratio), relu, he_normal),
+  then Dense(sum D_f, glorot_normal), the weights. Output [B, sum D_f]: concat * weights
+  (+ concat with use_skip_connection), then LayerNorm (use_output_layer_norm).
+  """
+  reduction_ratio: int = 4
+  num_squeeze_group: int = 2
+  use_skip_connection: bool = True
+  use_output_layer_norm: bool = True
+
+  @nn.compact
+  def __call__(self, inputs, *, train: bool = False):
+    del train  # no dropout or batch norm
+    g = self.num_squeeze_group
+    squeezed = []
+    for emb in inputs:
+      groups = emb.reshape(emb.shape[:-1] + (g, emb.shape[-1] // g))
+      squeezed += [groups.max(axis=-1), groups.mean(axis=-1)]  # [B, g] each
+    z = jnp.concatenate(squeezed, axis=-1)
+    x = jnp.concatenate(inputs, axis=-1)
+    a = nn.relu(nn.Dense(max(1, z.shape[-1] // self.reduction_ratio),
+                         kernel_init=nn.initializers.he_normal(), name='W1')(z))
+    weights = nn.Dense(x.shape[-1], kernel_init=nn.initializers.glorot_normal(), name='W2')(a)
+    out = x * weights
+    if self.use_skip_connection:
+      out = out + x
+    if self.use_output_layer_norm:
+      out = nn.LayerNorm(epsilon=1e-3, name='output_ln')(out)  # Keras LayerNormalization's
+    return out
 
 
 def l2_loss(tree):

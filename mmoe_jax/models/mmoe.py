@@ -5,17 +5,8 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mmoe_jax.models.embedding import Embedding, FeatureSpec
-from mmoe_jax.models.layers import KERNEL_INIT, Dnn
-
-
-@dataclasses.dataclass(frozen=True)
-class DnnSpec:
-  """EasyRec's DNN message as plain values."""
-  hidden_units: tuple[int, ...] = ()
-  dropout_ratio: tuple[float, ...] = ()
-  activation: str = 'relu'
-  use_bn: bool = True
+from mmoe_jax.models.embedding import Embedding, FeatureSpec, embedding_l2
+from mmoe_jax.models.layers import KERNEL_INIT, Dnn, DnnSpec, gate, mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,19 +55,18 @@ class MMoE(nn.Module):
   def __call__(self, inputs, *, train: bool = False):
     embedded = Embedding(self.features, name='embedding')(inputs)
     x = jnp.concatenate(embedded, axis=-1)  # [B, D]
-    experts = Dnn(**dataclasses.asdict(self.expert_dnn), num_expert=self.num_expert,
-                  name='expert_dnn')(x, train=train)  # [B, E, H]
+    experts = Dnn(self.expert_dnn, self.num_expert, name='expert_dnn')(x, train=train)  # [B, E, H]
     logits, gates = {}, {}
     for tower in self.task_towers:
-      gate = nn.Dense(self.num_expert, kernel_init=KERNEL_INIT,
-                      name=f'gate_{tower.tower_name}')(x)
-      gates[tower.tower_name] = nn.softmax(gate, axis=-1)  # [B, E]
-      mixed = jnp.einsum('be,beh->bh', gates[tower.tower_name], experts)
-      hidden = Dnn(**dataclasses.asdict(tower.dnn), name=f'tower_{tower.tower_name}')(
-          mixed, train=train)
-      out = nn.Dense(tower.num_class, kernel_init=KERNEL_INIT,
-                     name=f'output_{tower.tower_name}')(hidden)
-      logits[tower.tower_name] = out[:, 0] if tower.num_class == 1 else out
-    embedding_l2 = sum(jnp.sum(jnp.square(e)) / 2
-                       for e, spec in zip(embedded, self.features) if spec.embedding_dim)
-    return logits, dict(gate_weights=gates, embedding_l2=embedding_l2)
+      gates[tower.tower_name] = gate(x, self.num_expert, f'gate_{tower.tower_name}')  # [B, E]
+      logits[tower.tower_name] = tower_logits(mix(gates[tower.tower_name], experts), tower, train)
+    return logits, dict(gate_weights=gates, embedding_l2=embedding_l2(embedded, self.features))
+
+
+def tower_logits(x, tower, train):
+  """One task tower, inside a compact module: the DNN `tower_<name>`, then the dense
+  `output_<name>` to num_class logits ([B] for num_class 1, else [B, C])."""
+  name = tower.tower_name
+  hidden = Dnn(tower.dnn, name=f'tower_{name}')(x, train=train)
+  out = nn.Dense(tower.num_class, kernel_init=KERNEL_INIT, name=f'output_{name}')(hidden)
+  return out[:, 0] if tower.num_class == 1 else out

@@ -32,7 +32,8 @@ def kernel_l2(params):
   """l2_loss (sum(W^2)/2) over the dense kernels: experts, gates, towers, outputs.
 
   Biases, batch-norm scales and embedding tables are excluded, as in EasyRec, whose
-  l2_regularization is a kernel_regularizer on its dense layers.
+  l2_regularization is a kernel_regularizer on its dense layers. In a backbone every
+  block's kernels count, SENet's too (EasyRec gives SENet no regularizer).
   """
   kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
              if path[-1].key == 'kernel' and path[0].key != 'embedding']

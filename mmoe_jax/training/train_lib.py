@@ -18,7 +18,7 @@ import tqdm
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import models
-from mmoe_jax.config import validate
+from mmoe_jax.config import model_params, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import losses
 from mmoe_jax.training.optimizer import make_optimizer
@@ -180,7 +180,8 @@ class Trainer:
   def __init__(self, config, example):
     self.config = config
     self.model = models.build_model(config)
-    self.towers = config.model_config.mmoe.task_towers
+    self.towers = model_params(config.model_config).task_towers
+    self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = models.tower_specs(config)
     self.tx, self.schedule = make_optimizer(config.train_config)
     self.example = example
@@ -201,15 +202,14 @@ class Trainer:
 
   def _train_step(self, state, batch):
     rng = jax.random.fold_in(state['rng'], state['step'])
-    model_cfg = self.config.model_config
 
     def loss_fn(params):
       (logits, aux), updated = self.model.apply(
           {'params': params, 'batch_stats': state['batch_stats']}, batch['features'],
           train=True, mutable=['batch_stats'], rngs={'dropout': rng})
       loss, terms = losses.total_loss(
-          logits, aux, params, batch['labels'], self.towers,
-          model_cfg.mmoe.l2_regularization, model_cfg.embedding_regularization)
+          logits, aux, params, batch['labels'], self.towers, self.l2_regularization,
+          self.config.model_config.embedding_regularization)
       return loss, (terms, updated.get('batch_stats', {}))
 
     grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state['params'])
