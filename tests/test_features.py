@@ -131,6 +131,15 @@ def test_raw_dense_value_and_default():
   np.testing.assert_array_equal(vals, np.float32([0.5, 3.0]))
 
 
+def test_raw_vector_splits_into_raw_input_dim_values():
+  fc = feature(feature_type='RawFeature', raw_input_dim=3, separator='|')
+  column = pa.chunked_array([['1|2|3', '0.5|-1|2e1'], ['4|5', '1|x|3', '7|8|9']])
+  vals, bad = features.transform_feature(column, fc, field('FLOAT'))
+  assert vals.dtype == np.float32 and vals.shape == (5, 3)
+  np.testing.assert_array_equal(vals[[0, 1, 4]], np.float32([[1, 2, 3], [0.5, -1, 20], [7, 8, 9]]))
+  assert bad.tolist() == [False, False, True, True, False]  # 2 values; a non-number
+
+
 def test_raw_flags_non_numbers_and_non_integers_in_int_fields():
   fc = feature(feature_type='RawFeature')
   _, bad = features.transform_feature(pa.array(['1', 'abc', '2.5']), fc, field('FLOAT'))

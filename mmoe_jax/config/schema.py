@@ -264,8 +264,20 @@ TRAIN_CONFIG = Message(
 # easy_rec/python/protos/eval.proto
 EVAL_CONFIG = Message('EvalConfig', num_examples=0, metrics_set=Repeated(EVAL_METRICS))
 
-# not in EasyRec: the embedded synthetic taobao data used when train_input_path is ''
-SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0)
+# not in EasyRec: the embedded synthetic data used when train_input_path is '': the taobao
+# click/buy log (mmoe_jax/data/synthetic.py), or with task_correlation set, the MMoE paper's
+# regression tasks of a given correlation (mmoe_jax/data/task_correlation.py).
+TASK_CORRELATION = Message(
+    'TaskCorrelation',
+    correlation=0.5,  # cos(w1, w2), in [-1, 1]
+    input_dim=100,
+    scale=1.0,
+    num_sines=10,
+    noise_std=0.1,
+    sines_seed=0,
+)
+SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0,
+                    task_correlation=Optional(TASK_CORRELATION))
 
 # easy_rec/python/protos/pipeline.proto
 PIPELINE = Message(

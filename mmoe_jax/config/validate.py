@@ -52,6 +52,8 @@ def validate(config):
 
   _validate_features(config.feature_configs, inputs)
   features = {f.feature_name: f for f in config.feature_configs}
+  if 'task_correlation' in config.synthetic and not config.train_input_path:
+    _validate_task_correlation(config)
 
   _one_of(model.model_class, tuple(MODEL_PARAMS), 'model_config.model_class')
   section = MODEL_PARAMS[model.model_class]
@@ -120,8 +122,11 @@ def _validate_features(feature_configs, inputs):
         raise ConfigError(f'{path}.embedding_dim: {f.feature_type} needs embedding_dim > 0')
       _one_of(f.combiner, ('sum', 'mean'), f'{path}.combiner')
     else:
-      if f.raw_input_dim != 1:
-        raise ConfigError(f'{path}.raw_input_dim: only 1 is supported')
+      if f.raw_input_dim < 1:
+        raise ConfigError(f'{path}.raw_input_dim: must be >= 1')
+      if f.raw_input_dim > 1 and (f.boundaries or f.embedding_dim):
+        raise ConfigError(f'{path}.raw_input_dim: a RawFeature of {f.raw_input_dim} values is '
+                          'fed as is: set neither boundaries nor embedding_dim')
       if list(f.boundaries) != sorted(f.boundaries):
         raise ConfigError(f'{path}.boundaries: must be sorted ascending')
       if f.boundaries and f.embedding_dim <= 0:
@@ -138,6 +143,24 @@ def _validate_features(feature_configs, inputs):
     if tables.setdefault(name, shape) != shape:
       raise ConfigError(f'feature_configs[{i}].embedding_name: table {name!r} is shared with '
                         f'shape {tables[name]} but this feature needs {shape}')
+
+
+def _validate_task_correlation(config):
+  """The generated data has input field `x` (input_dim values) and labels y1, y2."""
+  from mmoe_jax.data import task_correlation as tc  # plain numpy; no cycle
+  spec, path = config.synthetic.task_correlation, 'synthetic.task_correlation'
+  if not -1 <= spec.correlation <= 1:
+    raise ConfigError(f'{path}.correlation: must be in [-1, 1], got {spec.correlation}')
+  if tuple(config.data_config.label_fields) != tc.LABELS:
+    raise ConfigError(f'data_config.label_fields: the {path} data has labels {list(tc.LABELS)}, '
+                      f'got {list(config.data_config.label_fields)}')
+  for i, f in enumerate(config.feature_configs):
+    if f.input_names[0] == tc.INPUT and f.raw_input_dim != spec.input_dim:
+      raise ConfigError(f'feature_configs[{i}].raw_input_dim: {f.raw_input_dim} != '
+                        f'{path}.input_dim ({spec.input_dim})')
+    if f.input_names[0] not in (tc.INPUT,):
+      raise ConfigError(f'feature_configs[{i}].input_names: the {path} data has only the '
+                        f'input {tc.INPUT!r}, got {f.input_names[0]!r}')
 
 
 def vocab_size(feature):

@@ -26,6 +26,32 @@ def input_paths(config, log=print):
   return tuple(paths)
 
 
+def datasets(config, log=print):
+  """(train, eval, oracle) for a validated config: ColumnarData, ColumnarData or None, and the
+  eval rows' true label probabilities (synthetic taobao data) or None."""
+  if not config.train_input_path and 'task_correlation' in config.synthetic:
+    return task_correlation_data(config) + (None,)
+  train_path, eval_path = input_paths(config, log=log)
+  train = load(train_path, config, log=log)
+  if not eval_path:
+    return train, None, None
+  return train, load(eval_path, config, log=log), load_oracle(eval_path)
+
+
+def task_correlation_data(config):
+  """The synthetic.task_correlation data as (train, eval) ColumnarData, made in memory (fast,
+  a pure function of the seed; a sweep makes one set per replica)."""
+  from mmoe_jax.data import task_correlation
+  from mmoe_jax.data.csv_input import ColumnarData
+  s = config.synthetic
+  x, labels = task_correlation.generate(s.train_rows + s.eval_rows, seed=s.seed,
+                                        **s.task_correlation.to_dict())
+  feature = next(f.feature_name for f in config.feature_configs)
+  split = lambda rows: ColumnarData({feature: x[rows]}, {k: v[rows] for k, v in labels.items()},
+                                    len(x[rows]), 0)
+  return split(slice(0, s.train_rows)), split(slice(s.train_rows, None))
+
+
 def load(paths, config, log=print):
   """The columnar cache of `paths` (built on first use) for this config's features."""
   from mmoe_jax.data.csv_input import load_csv

@@ -220,7 +220,7 @@ def _build(path, data_config, feature_configs, log):
     labels = {k: v[keep] for k, v in labels.items()}
     # Dropping rows may have dropped the longest tag list; keep L = max token count (>= 1).
     for k, v in feats.items():
-      if v.ndim == 2:
+      if v.ndim == 2 and v.dtype.kind == 'i':
         feats[k] = v[:, :max(1, int((v >= 0).sum(1).max(initial=0)))]
   if skipped:
     log(f'{path}: skipped {skipped} malformed rows (ignore_error)')
@@ -279,7 +279,7 @@ def _concat(parts: list[ColumnarData]) -> ColumnarData:
   feats = {}
   for k in parts[0].features:
     arrays = [p.features[k] for p in parts]
-    if arrays[0].ndim == 2:
+    if arrays[0].ndim == 2 and arrays[0].dtype.kind == 'i':
       width = max(a.shape[1] for a in arrays)
       arrays = [_pad_tags(a, width) for a in arrays]
     feats[k] = np.concatenate(arrays)

@@ -7,7 +7,8 @@ Output conventions (the model relies on them exactly):
                  the model turns into a zero embedding.
   TagFeature  -> int32 [N, L]: ids as above per token, empty tokens dropped, padded with -1,
                  L = max token count (at least 1).
-  RawFeature  -> with boundaries: int32 bucket index (TF bucketized_column); without: float32.
+  RawFeature  -> with boundaries: int32 bucket index (TF bucketized_column); without: float32
+                 [N], or [N, raw_input_dim] when raw_input_dim > 1 (values split on separator).
   Labels      -> float32 [N].
 An empty field takes the input field's default_val first (EasyRec's CSV record defaults).
 
@@ -181,6 +182,28 @@ def _tags(column, fc, field):
   return out, bad
 
 
+def _vectors(column, fc, field):
+  """RawFeature with raw_input_dim > 1: 'v1|v2|...' -> float32 [N, raw_input_dim].
+
+  A row with another number of values, or a value that is not a number, is bad.
+  """
+  arr = _fill_empty(_as_array(column), field.default_val)
+  lists = pc.split_pattern(arr, pattern=fc.separator)
+  lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+  flat = lists.flatten()
+  idx, uniques = _encode(flat)
+  vals, bad_val = _numbers(uniques, field)
+  vals, bad_val = _map_back(idx, vals.astype(np.float32), bad_val)
+  row = np.repeat(np.arange(len(arr)), lengths)
+  bad = lengths != fc.raw_input_dim
+  if bad_val is not None:
+    bad |= np.bincount(row[bad_val], minlength=len(arr)) > 0
+  out = np.zeros((len(arr), fc.raw_input_dim), np.float32)
+  ok = ~bad[row]
+  out[row[ok], (np.arange(len(row)) - (np.cumsum(lengths) - lengths)[row])[ok]] = vals[ok]
+  return out, (bad if bad.any() else None)
+
+
 def _per_chunk(transform):
   """Applies a transform to each chunk of a ChunkedArray and concatenates the results.
 
@@ -196,7 +219,7 @@ def _per_chunk(transform):
     if len(parts) == 1:
       return parts[0]
     values = [v for v, _ in parts]
-    if values[0].ndim == 2:  # tags: pad every chunk to the widest L
+    if values[0].ndim == 2 and values[0].dtype.kind == 'i':  # tags: pad to the widest L
       width = max(v.shape[1] for v in values)
       values = [np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=-1) for v in values]
     bad = None
@@ -223,6 +246,8 @@ def transform_feature(column, fc, field):
     return _tags(column, fc, field)
   if fc.feature_type == 'IdFeature':
     return _ids(_fill_empty(_as_array(column), field.default_val), fc)
+  if fc.feature_type == 'RawFeature' and fc.raw_input_dim > 1:
+    return _vectors(column, fc, field)
   if fc.feature_type == 'RawFeature':
     idx, uniques = _encode(column)
     vals, bad = _numbers(uniques, field)

@@ -11,7 +11,7 @@ class FeatureSpec:
   """What the model needs to know about one input feature (plain values, no config).
 
   kind: 'id' (int32 [B], -1 = missing), 'tag' (int32 [B, L], -1 = padding) or
-  'dense' (float32 [B], the raw value, fed as is or times a learned vector).
+  'dense' (float32 [B] fed as is or times a learned vector, or [B, K] fed as is).
   """
   feature_name: str
   kind: str
@@ -37,7 +37,7 @@ class Embedding(nn.Module):
     for spec in self.features:
       x = inputs[spec.feature_name]
       if spec.kind == 'dense' and not spec.embedding_dim:
-        outputs.append(x.astype(jnp.float32)[:, None])
+        outputs.append(x.astype(jnp.float32).reshape(x.shape[0], -1))
         continue
       if spec.embedding_name not in tables:
         init = nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5)

@@ -1,8 +1,9 @@
 """Training and evaluation: the library behind scripts/train.py, evaluate.py, predict.py.
 
-The train state is a plain dict {step, params, batch_stats, opt_state, rng,
+The train state is a plain dict {step, params, batch_stats, opt_state, rng, hparams,
 nonfinite_step}; one jitted, pure step updates it (donated), and the whole state is
-what a checkpoint holds, so re-running the same command resumes exactly.
+what a checkpoint holds, so re-running the same command resumes exactly. hparams holds
+the scalar hyper-parameters that a vmapped sweep may vary per replica (learning_rate).
 """
 
 import json
@@ -21,7 +22,7 @@ from mmoe_jax import models
 from mmoe_jax.config import model_params, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import losses
-from mmoe_jax.training.optimizer import make_optimizer
+from mmoe_jax.training.optimizer import base_learning_rate, make_optimizer
 
 log = logging.getLogger('mmoe_jax')
 
@@ -30,10 +31,8 @@ def train_and_evaluate(config):
   """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics."""
   config = validate(config)
   os.makedirs(config.model_dir, exist_ok=True)
-  train_path, eval_path = data_lib.input_paths(config, log=log.info)
-  train_data = data_lib.load(train_path, config, log=log.info)
-  eval_data = load_eval(eval_path, config) if eval_path else None
-  oracle = data_lib.load_oracle(eval_path) if eval_path else None
+  train_data, eval_data, oracle = data_lib.datasets(config, log=log.info)
+  eval_data = eval_data and limit_eval(eval_data, config)
   batch_size = config.data_config.batch_size
   num_steps = total_steps(config, train_data.num_rows)
 
@@ -116,8 +115,12 @@ def write_predictions(predictions, path):
 
 
 def load_eval(path, config):
+  """The eval rows of a file, limited as limit_eval says."""
+  return limit_eval(data_lib.load(path, config, log=log.info), config)
+
+
+def limit_eval(columns, config):
   """The eval rows: all of them, or the first eval_config.num_examples (EasyRec)."""
-  columns = data_lib.load(path, config, log=log.info)
   limit = config.eval_config.num_examples
   return columns.take(np.arange(limit)) if 0 < limit < columns.num_rows else columns
 
@@ -164,14 +167,16 @@ class BatchSampler:
                     if self.shuffle else np.arange(self.num_rows))
     return self._perm
 
-  def indices(self, step):
-    positions = np.arange(step * self.batch_size, (step + 1) * self.batch_size)
+  def indices(self, step, num_steps=None):
+    """The batch of `step` [batch_size], or of num_steps steps from it [num_steps, batch_size]."""
+    count = 1 if num_steps is None else num_steps
+    positions = np.arange(step * self.batch_size, (step + count) * self.batch_size)
     epochs, offsets = np.divmod(positions, self.num_rows)
-    out = np.empty(self.batch_size, dtype=np.int64)
+    out = np.empty(positions.size, dtype=np.int64)
     for epoch in np.unique(epochs):
       sel = epochs == epoch
       out[sel] = self._permutation(int(epoch))[offsets[sel]]
-    return out
+    return out if num_steps is None else out.reshape(count, self.batch_size)
 
 
 class Trainer:
@@ -183,19 +188,23 @@ class Trainer:
     self.towers = model_params(config.model_config).task_towers
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = models.tower_specs(config)
-    self.tx, self.schedule = make_optimizer(config.train_config)
+    self.tx, _ = make_optimizer(config.train_config)  # for init: its state ignores the rate
     self.example = example
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self._predict = jax.jit(self._predict_fn)
 
-  def init_state(self, seed=None):
+  def init_state(self, seed=None, learning_rate=None):
+    """A fresh state; seed and learning_rate default to the config's (either may be traced)."""
     seed = self.config.seed if seed is None else seed
+    if learning_rate is None:
+      learning_rate = base_learning_rate(self.config.train_config)
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = self.model.init({'params': init_key}, self.example['features'], train=False)
     params = variables['params']
     return dict(step=jnp.zeros((), jnp.int32), params=params,
                 batch_stats=variables.get('batch_stats', {}), opt_state=self.tx.init(params),
-                rng=dropout_key, nonfinite_step=jnp.full((), -1, jnp.int32))
+                rng=dropout_key, hparams=dict(learning_rate=jnp.asarray(learning_rate, jnp.float32)),
+                nonfinite_step=jnp.full((), -1, jnp.int32))
 
   def abstract_state(self):
     return jax.eval_shape(self.init_state)
@@ -213,15 +222,18 @@ class Trainer:
       return loss, (terms, updated.get('batch_stats', {}))
 
     grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state['params'])
-    updates, opt_state = self.tx.update(grads, state['opt_state'], state['params'])
+    # The optimizer is rebuilt around this state's learning rate (its state's structure does
+    # not depend on the rate), so replicas of a vmapped sweep can each have their own.
+    tx, schedule = make_optimizer(self.config.train_config, state['hparams']['learning_rate'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = jax.tree.map(jnp.add, state['params'], updates)
     step = state['step']
     # Remember the first step whose loss was not finite; the loop checks it at log and
     # checkpoint time, so no step waits on a host round trip.
     bad = ~jnp.isfinite(terms['total_loss']) & (state['nonfinite_step'] < 0)
-    new_state = dict(step=step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                     rng=state['rng'], nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
-    return new_state, dict(terms, learning_rate=self.schedule(step))
+    new_state = dict(state, step=step + 1, params=params, batch_stats=batch_stats,
+                     opt_state=opt_state, nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
+    return new_state, dict(terms, learning_rate=schedule(step))
 
   def _predict_fn(self, params, batch_stats, features):
     logits, aux = self.model.apply({'params': params, 'batch_stats': batch_stats}, features,
