@@ -65,7 +65,7 @@ def get_config(arg=None):
       feature_configs=(dict(input_names=('x',), feature_type='RawFeature',
                             raw_input_dim=input_dim, separator='|'),),
       model_config=model_config(arg.model, input_dim),
-      synthetic=dict(train_rows=10000, eval_rows=10000, seed=arg.seed,
+      synthetic=dict(train_rows=50000, eval_rows=10000, seed=arg.seed,
                      task_correlation=dict(correlation=arg.correlation, input_dim=input_dim)),
   )
   if arg.tiny:
