@@ -91,7 +91,8 @@ def logical_axes(keys, shape):
   if keys and keys[0] == 'embedding' and len(shape) == 2:
     return ('vocab', 'embed')
   if keys and keys[-1] == 'kernel':
-    return {3: ('expert', 'embed', 'mlp'), 2: ('embed', 'mlp')}.get(len(shape), (None,) * len(shape))
+    by_rank = {3: ('expert', 'embed', 'mlp'), 2: ('embed', 'mlp')}
+    return by_rank.get(len(shape), (None,) * len(shape))
   return {2: ('expert', 'mlp'), 1: ('mlp',)}.get(len(shape), (None,) * len(shape))
 
 

@@ -51,7 +51,8 @@ def build_model(config, vocab_multiple=1):
     return multi_task_model(config, vocab_multiple)
   mmoe = config.model_config.mmoe
   return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
-              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=mmoe.num_expert, task_towers=tower_specs(config))
+              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=mmoe.num_expert,
+              task_towers=tower_specs(config))
 
 
 def multi_task_model(config, vocab_multiple=1):

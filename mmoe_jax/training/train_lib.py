@@ -5,6 +5,7 @@ nonfinite_step}; one jitted, pure step updates it (donated), and the whole state
 what a checkpoint holds, so re-running the same command resumes exactly.
 """
 
+import functools
 import json
 import logging
 import os
@@ -204,7 +205,6 @@ class Trainer:
   def __init__(self, config, example):
     self.config = config
     self.mesh = sharding_lib.make_mesh(config.sharding)
-    sharding_lib.check_batch(config, self.mesh)
     self.model = models.build_model(config, sharding_lib.vocab_multiple(config, self.mesh))
     self.vocab_rows = {f.embedding_name: f.vocab_size for f in self.model.features
                        if f.vocab_size}
@@ -213,17 +213,33 @@ class Trainer:
     self.tower_specs = models.tower_specs(config)
     self.tx, self.schedule = make_optimizer(config.train_config)
     self.example = example
-    # The state lives sharded as config.sharding says: created in place (no table is ever
-    # whole on one device), and the step takes and returns it in that layout.
-    self.state_sharding, self.layout_notes = sharding_lib.state_sharding(
-        self.mesh, config.sharding, jax.eval_shape(self.init_state))
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh, config.sharding)
-    replicated = NamedSharding(self.mesh, P())
-    self.create_state = jax.jit(self.init_state, out_shardings=self.state_sharding)
-    self.train_step = jax.jit(
-        self._train_step, in_shardings=(self.state_sharding, self.batch_sharding),
-        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
-    self._predict = jax.jit(self._predict_fn, out_shardings=replicated)
+    self._predict = jax.jit(self._predict_fn, out_shardings=NamedSharding(self.mesh, P()))
+
+  # The state lives sharded as config.sharding says: created in place (no table is ever
+  # whole on one device), and the step takes and returns it in that layout. (Built on
+  # first use: they need the example batch.)
+  @functools.cached_property
+  def _state_layout(self):
+    return sharding_lib.state_sharding(self.mesh, self.config.sharding,
+                                       jax.eval_shape(self.init_state))
+
+  @property
+  def state_sharding(self):
+    return self._state_layout[0]
+
+  @functools.cached_property
+  def create_state(self):
+    """init_state(seed), jitted to give the state in its sharded layout."""
+    return jax.jit(self.init_state, out_shardings=self.state_sharding)
+
+  @functools.cached_property
+  def train_step(self):
+    """_train_step(state, batch), jitted on the mesh; the state is donated."""
+    sharding_lib.check_batch(self.config, self.mesh)
+    return jax.jit(self._train_step, in_shardings=(self.state_sharding, self.batch_sharding),
+                   out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())),
+                   donate_argnums=0)
 
   def init_state(self, seed=None):
     seed = self.config.seed if seed is None else seed
@@ -242,7 +258,7 @@ class Trainer:
   def layout(self):
     """Log lines: the mesh, each table's layout, dimensions kept whole."""
     return sharding_lib.describe(self.mesh, self.state_sharding, jax.eval_shape(self.init_state),
-                                 self.vocab_rows) + self.layout_notes
+                                 self.vocab_rows) + self._state_layout[1]
 
   def _train_step(self, state, batch):
     rng = jax.random.fold_in(state['rng'], state['step'])
