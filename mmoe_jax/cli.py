@@ -19,6 +19,8 @@ def run(main):
     logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
     logging.getLogger('mmoe_jax').setLevel(logging.INFO)
     logging.getLogger('absl').setLevel(logging.WARNING)  # orbax's per-save chatter
+    from mmoe_jax import sharding  # pylint: disable=g-import-not-at-top (jax after flags)
+    sharding.initialize_distributed()  # a multi-host run, when the environment says so
     main()
 
   flags.mark_flags_as_required(['config'])

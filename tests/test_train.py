@@ -39,7 +39,7 @@ def test_second_train_step_does_not_recompile(tiny_config):
   columns = data_lib.load(train_path, config)
   sampler = train_lib.BatchSampler(columns.num_rows, 64, 0)
   trainer = train_lib.Trainer(config, train_lib.batch(columns, sampler.indices(0)))
-  state = trainer.init_state()
+  state = trainer.create_state()  # in the step's sharded layout, as the loop makes it
   for step in range(3):
     state, metrics = trainer.train_step(state, train_lib.batch(columns, sampler.indices(step)))
   jax.block_until_ready(metrics)

@@ -49,7 +49,7 @@ def complete(raw, message=schema.PIPELINE, path=''):
     elif isinstance(spec, schema.Message):
       out[key] = complete(value or {}, spec, field_path)
     elif isinstance(spec, schema.Repeated):
-      out[key] = _repeated(value, spec.item, field_path)
+      out[key] = _repeated(spec.default if value is None else value, spec.item, field_path)
     elif value is None:
       if spec is schema.REQUIRED:
         raise ConfigError(f'{field_path}{named}: required field of {message.name} is missing')

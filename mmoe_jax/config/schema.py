@@ -17,6 +17,7 @@ REQUIRED = object()  # a proto `required` field with no default
 @dataclasses.dataclass(frozen=True)
 class Repeated:
   item: Any  # a Python type (int, float, str) or a Message
+  default: tuple = ()  # the value when unset (proto's is always empty; ours may not be)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +280,24 @@ TASK_CORRELATION = Message(
 SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0,
                     task_correlation=Optional(TASK_CORRELATION))
 
+# not in EasyRec: the device mesh and the layout of arrays on it (training/sharding.py).
+# Each logical axis names the mesh axes it is split over; () = replicated. The default
+# mesh puts every device on 'data' (model = 1): batches are split over all devices
+# (data parallelism) and so are embedding tables by rows ('vocab' -> data and model), the
+# memory that grows with the vocabulary. A 'model' axis > 1 adds expert parallelism.
+SHARDING = Message(
+    'Sharding',
+    mesh_axes=Repeated(str, default=('data', 'model')),  # mesh axis names
+    mesh_shape=Repeated(int, default=(-1, 1)),  # sizes; one -1 = the devices left over
+    vocab=Repeated(str, default=('data', 'model')),  # embedding table rows
+    embed=Repeated(str),  # embedding columns and dense-kernel inputs
+    expert=Repeated(str, default=('model',)),  # the leading [E] axis of stacked experts
+    mlp=Repeated(str),  # hidden units: dense-kernel outputs, biases, batch norm
+    batch=Repeated(str, default=('data',)),  # the rows of a batch
+    replica=Repeated(str),  # the leading axis of a vmapped sweep's replicas
+    pad_vocab=True,  # pad tables with zero rows to a multiple of their shards; false: error
+)
+
 # easy_rec/python/protos/pipeline.proto
 PIPELINE = Message(
     'EasyRecConfig',
@@ -292,4 +311,5 @@ PIPELINE = Message(
     model_config=MODEL_CONFIG,
     seed=0,  # not in EasyRec: parameter init, dropout and data order
     synthetic=SYNTHETIC,
+    sharding=SHARDING,  # not in EasyRec
 )

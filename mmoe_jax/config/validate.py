@@ -97,8 +97,30 @@ def validate(config):
   if 'exponential_decay_learning_rate' in lr and lr.exponential_decay_learning_rate.decay_steps <= 0:
     raise ConfigError('train_config.optimizer_config.adam_optimizer.learning_rate.'
                       'exponential_decay_learning_rate.decay_steps: must be > 0')
+  _validate_sharding(config.sharding)
   config.lock()
   return config
+
+
+LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica')
+
+
+def _validate_sharding(sharding):
+  """The mesh's names and sizes, and that every rule names mesh axes once (the device
+  count is checked when the mesh is made, training/sharding.py)."""
+  axes = list(sharding.mesh_axes)
+  if not axes or len(set(axes)) != len(axes) or len(sharding.mesh_shape) != len(axes):
+    raise ConfigError('sharding.mesh_axes, sharding.mesh_shape: distinct axis names, one size '
+                      f'each; got {axes} and {list(sharding.mesh_shape)}')
+  if any(n == 0 or n < -1 for n in sharding.mesh_shape) or list(sharding.mesh_shape).count(-1) > 1:
+    raise ConfigError('sharding.mesh_shape: sizes are > 0, and at most one is -1 (the rest), '
+                      f'got {list(sharding.mesh_shape)}')
+  for logical in LOGICAL_AXES:
+    rule = list(sharding[logical])
+    if len(set(rule)) != len(rule):
+      raise ConfigError(f'sharding.{logical}: a mesh axis is repeated in {rule}')
+    for i, name in enumerate(rule):
+      _known(name, axes, f'sharding.{logical}[{i}]', 'mesh axis')
 
 
 def _validate_features(feature_configs, inputs):

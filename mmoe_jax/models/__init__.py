@@ -8,8 +8,9 @@ from mmoe_jax.models.layers import DnnSpec
 from mmoe_jax.models.mmoe import MMoE, TowerSpec, predictions
 
 
-def feature_specs(config, group_name='all'):
-  """FeatureSpecs of one feature group, in the group's order."""
+def feature_specs(config, group_name='all', vocab_multiple=1):
+  """FeatureSpecs of one feature group, in the group's order; each table's rows padded
+  up to a multiple of `vocab_multiple` (the number of shards of its rows)."""
   by_name = {f.feature_name: f for f in config.feature_configs}
   specs = []
   for name in next(g for g in config.model_config.feature_groups
@@ -25,7 +26,7 @@ def feature_specs(config, group_name='all'):
     specs.append(FeatureSpec(feature_name=name, kind=kind,
                              embedding_name=f.embedding_name or f.feature_name,
                              vocab_size=vocab, embedding_dim=f.embedding_dim,
-                             combiner=f.combiner))
+                             combiner=f.combiner, padded_rows=-vocab % vocab_multiple))
   return tuple(specs)
 
 
@@ -40,16 +41,21 @@ def tower_specs(config):
                for t in model_params(config.model_config).task_towers)
 
 
-def build_model(config):
-  """A validated config -> the Flax module it describes."""
+def build_model(config, vocab_multiple=1):
+  """A validated config -> the Flax module it describes.
+
+  vocab_multiple: every embedding table gets zero rows up to a multiple of this, the
+  number of devices its rows are split over (training/sharding.py).
+  """
   if config.model_config.model_class == 'MultiTaskModel':
-    return multi_task_model(config)
+    return multi_task_model(config, vocab_multiple)
   mmoe = config.model_config.mmoe
-  return MMoE(features=feature_specs(config), expert_dnn=dnn_spec(mmoe.expert_dnn),
-              num_expert=mmoe.num_expert, task_towers=tower_specs(config))
+  return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
+              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=mmoe.num_expert,
+              task_towers=tower_specs(config))
 
 
-def multi_task_model(config):
+def multi_task_model(config, vocab_multiple=1):
   """EasyRec's MultiTaskModel: the backbone's blocks in topological order, then the towers."""
   backbone = config.model_config.backbone
   blocks = {b.name: b for b in backbone.blocks}
@@ -58,7 +64,7 @@ def multi_task_model(config):
     block = blocks[name]
     if 'input_layer' in block:
       group = block.inputs[0].feature_group_name
-      groups[group] = feature_specs(config, group)
+      groups[group] = feature_specs(config, group, vocab_multiple)
       features.update((f.feature_name, f) for f in groups[group])
       options = {k: block.input_layer[k] for k in InputLayer.__dataclass_fields__
                  if k in block.input_layer}

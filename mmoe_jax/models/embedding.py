@@ -19,6 +19,7 @@ class FeatureSpec:
   vocab_size: int  # table rows (0 for a dense feature)
   embedding_dim: int  # 0 for a dense feature fed as is
   combiner: str = 'sum'  # tag features: 'sum' or 'mean'
+  padded_rows: int = 0  # zero rows after the vocabulary, so the table divides over devices
 
 
 class Embedding(nn.Module):
@@ -26,7 +27,10 @@ class Embedding(nn.Module):
 
   Tables are params `<embedding_name>` of shape [V, D], initialized as TF feature
   columns do (truncated normal, stddev 1/sqrt(D)). A missing id (-1) gives a zero
-  vector; a tag feature combines its ids with `sum` or `mean`.
+  vector; a tag feature combines its ids with `sum` or `mean`. A table with
+  padded_rows is [V + padded_rows, D]: its first V rows are initialized exactly as the
+  unpadded table's, the padding is zero, and no id reaches it, so it stays zero (zero
+  gradient, zero Adam update) and the model computes what the unpadded one does.
   """
   features: tuple[FeatureSpec, ...]
 
@@ -40,7 +44,8 @@ class Embedding(nn.Module):
         outputs.append(x.astype(jnp.float32).reshape(x.shape[0], -1))
         continue
       if spec.embedding_name not in tables:
-        init = nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5)
+        init = _padded(nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5),
+                       spec.padded_rows)
         tables[spec.embedding_name] = self.param(
             spec.embedding_name, init, (spec.vocab_size, spec.embedding_dim))
       table = tables[spec.embedding_name]
@@ -55,6 +60,13 @@ class Embedding(nn.Module):
           vectors = vectors / jnp.maximum(mask.sum(axis=1), 1.0)
       outputs.append(vectors)
     return outputs
+
+
+def _padded(init, rows):
+  """`init`, followed by `rows` zero rows."""
+  if not rows:
+    return init
+  return lambda key, shape, dtype=jnp.float32: jnp.pad(init(key, shape, dtype), ((0, rows), (0, 0)))
 
 
 def embedding_l2(embedded, features):

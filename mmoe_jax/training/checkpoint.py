@@ -1,8 +1,18 @@
-"""orbax checkpoints of the whole train state under <model_dir>/checkpoints."""
+"""orbax checkpoints of the whole train state under <model_dir>/checkpoints.
 
+Arrays are saved sharded (each process writes its shards) and restored straight into the
+layout of the restoring run's mesh, which may have another device count.
+"""
+
+import logging
 import os
 
+import jax
 import orbax.checkpoint as ocp
+
+from mmoe_jax.sharding import table_name
+
+log = logging.getLogger('mmoe_jax')
 
 
 class Checkpointer:
@@ -14,7 +24,7 @@ class Checkpointer:
     # Synchronous saves: the train step donates the state's buffers, so the arrays must
     # be written before the next step may reuse them.
     self._manager = ocp.CheckpointManager(
-        self.directory,
+        self.directory, item_handlers=ocp.StandardCheckpointHandler(),
         options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoint_max, create=True,
                                              enable_async_checkpointing=False))
 
@@ -24,12 +34,41 @@ class Checkpointer:
   def save(self, step, state):
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
-  def restore_latest(self, abstract_state):
-    """The newest saved state shaped like `abstract_state`, or None if there is none."""
+  def restore_latest(self, abstract_state, vocab_rows=None):
+    """The newest saved state shaped and sharded like `abstract_state`, or None.
+
+    vocab_rows: {table name: vocabulary rows}. A table (and its optimizer state) saved
+    with other zero padding rows, for another device count, is restored with this run's
+    padding; any other difference in shape is an error.
+    """
     step = self._manager.latest_step()
     if step is None:
       return None
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    # Saved shapes by dotted path (the metadata holds lists and dicts where the state has
+    # tuples and optax's named tuples, so the trees are matched by path, not structure).
+    saved = {_dotted(path): leaf.shape for path, leaf in
+             jax.tree_util.tree_leaves_with_path(self._manager.item_metadata(step))}
+    resized = []
+    for path, want in jax.tree_util.tree_leaves_with_path(abstract_state):
+      have = saved.get(_dotted(path))
+      if have is None or tuple(have) == tuple(want.shape):
+        continue  # a missing leaf: orbax's own error names it
+      rows = (vocab_rows or {}).get(table_name(path))
+      if (rows is None or tuple(want.shape[1:]) != tuple(have[1:])
+          or min(want.shape[0], have[0]) < rows):
+        raise ValueError(f'checkpoint {self.directory}/{step}: {_dotted(path)} has shape '
+                         f'{tuple(have)}, this config needs {tuple(want.shape)}')
+      resized.append(f'{_dotted(path)}: {have[0]} -> {want.shape[0]} rows '
+                     f'({rows} of the vocabulary, the rest zero padding)')
+    for line in resized:  # padding rows are zero: only they are dropped or added
+      if line.startswith('params.'):  # (their optimizer state is resized alike)
+        log.info('restoring %s', line)
+    return self._manager.restore(
+        step, args=ocp.args.StandardRestore(abstract_state, strict=not resized))
 
   def wait(self):
     self._manager.wait_until_finished()
+
+
+def _dotted(path):
+  return '.'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)

@@ -6,6 +6,7 @@ what a checkpoint holds, so re-running the same command resumes exactly. hparams
 the scalar hyper-parameters that a vmapped sweep may vary per replica (learning_rate).
 """
 
+import functools
 import json
 import logging
 import os
@@ -15,10 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import models
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import model_params, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import losses
@@ -30,28 +35,40 @@ log = logging.getLogger('mmoe_jax')
 def train_and_evaluate(config):
   """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics."""
   config = validate(config)
+  lead = jax.process_index() == 0  # multi-host: process 0 writes the logs and metrics
   os.makedirs(config.model_dir, exist_ok=True)
-  train_data, eval_data, oracle = data_lib.datasets(config, log=log.info)
-  eval_data = eval_data and limit_eval(eval_data, config)
+  for turn in ('lead', 'rest'):  # the synthetic files and caches are written once
+    if lead == (turn == 'lead'):
+      train_data, eval_data, oracle = data_lib.datasets(config, log=log.info)
+      eval_data = eval_data and limit_eval(eval_data, config)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'input written: {turn}')
   batch_size = config.data_config.batch_size
   num_steps = total_steps(config, train_data.num_rows)
 
   trainer = Trainer(config, example=batch(train_data, np.arange(min(batch_size, 2))))
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
-  state = ckpt.restore_latest(trainer.abstract_state()) or trainer.init_state()
+  for line in trainer.layout():
+    log.info('%s', line)
+  state = restore(ckpt, trainer) or trainer.create_state()
   start = int(state['step'])
   if start:
     log.info('resumed from %s at step %d', ckpt.directory, start)
-  writer = SummaryWriters(config.model_dir)
+  writer = SummaryWriters(config.model_dir) if lead else None
+  # Each process builds only the rows of every global batch that its devices hold.
+  rows = sharding_lib.process_rows(trainer.batch_sharding, batch_size)
   sampler = BatchSampler(train_data.num_rows, batch_size, config.seed,
                          config.data_config.shuffle)
   train_cfg = config.train_config
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
-                  unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0)
+                  unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
+                  disable=not lead)
   last_time, last_step = time.perf_counter(), start
   result = {}
   for step in range(start, num_steps):
-    state, step_metrics = trainer.train_step(state, batch(train_data, sampler.indices(step)))
+    host_batch = batch(train_data, sampler.indices(step)[rows])
+    state, step_metrics = trainer.train_step(
+        state, sharding_lib.global_batch(host_batch, trainer.batch_sharding, batch_size))
     bar.update(batch_size)
     done = step + 1
     if done % train_cfg.log_step_count_steps == 0 or done == num_steps:
@@ -60,20 +77,23 @@ def train_and_evaluate(config):
       scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
       last_time, last_step = now, done
-      bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
-                file=bar.fp)
-      writer.scalars('train', done, scalars)
+      if lead:
+        bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
+                  file=bar.fp)
+        writer.scalars('train', done, scalars)
     if done % train_cfg.save_checkpoints_steps == 0 or done == num_steps:
       check_finite(state, ckpt)
       ckpt.save(done, state)
       if eval_data is not None:
         result = trainer.evaluate(state, eval_data, oracle)
-        record_eval(config.model_dir, writer, done, result)
-        bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
+        if lead:
+          record_eval(config.model_dir, writer, done, result)
+          bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
       last_time = time.perf_counter()  # examples/s counts training steps only
   bar.close()
   ckpt.wait()
-  writer.close()
+  if lead:
+    writer.close()
   if eval_data is not None and start >= num_steps:  # a finished run, rerun: report it again
     result = trainer.evaluate(state, eval_data, oracle)
   return dict(step=int(state['step']), **result)
@@ -127,11 +147,16 @@ def limit_eval(columns, config):
 
 def restore_or_fail(config, trainer):
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
-  state = ckpt.restore_latest(trainer.abstract_state())
+  state = restore(ckpt, trainer)
   if state is None:
     raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first '
                             '(scripts/train.py with the same config)')
   return state
+
+
+def restore(ckpt, trainer):
+  """The latest checkpoint laid out on this run's mesh (any device count), or None."""
+  return ckpt.restore_latest(trainer.abstract_state(), vocab_rows=trainer.vocab_rows)
 
 
 def total_steps(config, num_rows):
@@ -184,14 +209,42 @@ class Trainer:
 
   def __init__(self, config, example):
     self.config = config
-    self.model = models.build_model(config)
+    self.mesh = sharding_lib.make_mesh(config.sharding)
+    self.model = models.build_model(config, sharding_lib.vocab_multiple(config, self.mesh))
+    self.vocab_rows = {f.embedding_name: f.vocab_size for f in self.model.features
+                       if f.vocab_size}
     self.towers = model_params(config.model_config).task_towers
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = models.tower_specs(config)
     self.tx, _ = make_optimizer(config.train_config)  # for init: its state ignores the rate
     self.example = example
-    self.train_step = jax.jit(self._train_step, donate_argnums=0)
-    self._predict = jax.jit(self._predict_fn)
+    self.batch_sharding = sharding_lib.batch_sharding(self.mesh, config.sharding)
+    self._predict = jax.jit(self._predict_fn, out_shardings=NamedSharding(self.mesh, P()))
+
+  # The state lives sharded as config.sharding says: created in place (no table is ever
+  # whole on one device), and the step takes and returns it in that layout. (Built on
+  # first use: they need the example batch.)
+  @functools.cached_property
+  def _state_layout(self):
+    return sharding_lib.state_sharding(self.mesh, self.config.sharding,
+                                       jax.eval_shape(self.init_state))
+
+  @property
+  def state_sharding(self):
+    return self._state_layout[0]
+
+  @functools.cached_property
+  def create_state(self):
+    """init_state(seed), jitted to give the state in its sharded layout."""
+    return jax.jit(self.init_state, out_shardings=self.state_sharding)
+
+  @functools.cached_property
+  def train_step(self):
+    """_train_step(state, batch), jitted on the mesh; the state is donated."""
+    sharding_lib.check_batch(self.config, self.mesh)
+    return jax.jit(self._train_step, in_shardings=(self.state_sharding, self.batch_sharding),
+                   out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())),
+                   donate_argnums=0)
 
   def init_state(self, seed=None, learning_rate=None):
     """A fresh state; seed and learning_rate default to the config's (either may be traced)."""
@@ -207,7 +260,14 @@ class Trainer:
                 nonfinite_step=jnp.full((), -1, jnp.int32))
 
   def abstract_state(self):
-    return jax.eval_shape(self.init_state)
+    """Shapes, dtypes and shardings of the state: the target of a restore."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        jax.eval_shape(self.init_state), self.state_sharding)
+
+  def layout(self):
+    """Log lines: the mesh, each table's layout, dimensions kept whole."""
+    return sharding_lib.describe(self.mesh, self.state_sharding, jax.eval_shape(self.init_state),
+                                 self.vocab_rows) + self._state_layout[1]
 
   def _train_step(self, state, batch):
     rng = jax.random.fold_in(state['rng'], state['step'])
