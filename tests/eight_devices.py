@@ -124,3 +124,20 @@ def test_restore_on_four_devices_of_a_checkpoint_saved_on_eight(tiny_config):
     assert not np.asarray(table)[rows:].any()
   state, metrics = train(four, columns, 1, restored)
   assert int(state['step']) == 3 and np.isfinite(metrics['total_loss'])
+
+
+def test_sweep_replicas_spread_over_devices_match_one_device(tmp_path):
+  import task_correlation
+  from mmoe_jax.training import sweep
+  runs = [sweep.Run('tiny', seed=s, **{'synthetic.seed': s}) for s in range(8)]
+  one = sweep.run_sweep(task_correlation, runs, str(tmp_path / 'one'))
+  spread = {'sharding.replica': ('data',)}
+  group = sweep.ReplicaGroup([r.config(task_correlation, spread) for r in runs])
+  state = group.init_state()
+  kernel = jax.tree.leaves(state['params'])[0]
+  assert kernel.sharding.spec[0] == 'data' and len(kernel.addressable_shards) == 8
+  assert kernel.addressable_shards[0].data.shape[0] == 1  # one replica per device
+  many = sweep.run_sweep(task_correlation, runs, str(tmp_path / 'many'), spread)
+  for a, b in zip(one, many):
+    for metric, stats in a['metrics'].items():
+      np.testing.assert_allclose(b['metrics'][metric]['mean'], stats['mean'], rtol=1e-4)

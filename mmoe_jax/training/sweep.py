@@ -11,7 +11,9 @@ size...) starts a new group; groups run one after another.
 Replica r of a group computes exactly what `train_and_evaluate` computes for its config
 alone: the same init (its seed), the same batches (BatchSampler of its seed), the same step.
 The data lives on the device and each dispatch runs several steps (`lax.scan`), gathering the
-batches inside the step from host-made index arrays [K, R, B].
+batches inside the step from host-made index arrays [K, R, B]. With sharding.replica set
+(e.g. ('data',)) the replicas, their data and their batch indices are split over those mesh
+axes, so a sweep spreads over the devices.
 
 Each group checkpoints under <workdir>/<group>/ and writes one JSON line per replica to
 <workdir>/<group>/results.jsonl when it finishes; rerunning the sweep skips finished groups
@@ -28,10 +30,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import models
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import import_config, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import train_lib
@@ -153,9 +158,23 @@ class ReplicaGroup:
     self.seeds = np.array([c.seed for c in configs], np.int32)
     self.learning_rates = np.array([base_learning_rate(c.train_config) for c in configs],
                                    np.float32)
-    self.init = jax.jit(jax.vmap(self.trainer.init_state))
-    self.run_steps = jax.jit(self._run_steps, donate_argnums=0)
+    # sharding.replica (default: none) spreads the replicas over those mesh axes; each
+    # replica's own state keeps the rest of its layout (config.sharding).
+    replica_axes = tuple(base.sharding.replica)
+    state_sharding = replicas = indices = None
+    if replica_axes:
+      mesh = self.trainer.mesh
+      state_sharding = sharding_lib.with_replica_axis(self.trainer.state_sharding,
+                                                      base.sharding, self.num_replicas)
+      replicas = NamedSharding(mesh, P(replica_axes))
+      indices = NamedSharding(mesh, P(None, replica_axes))
+    self.init = jax.jit(jax.vmap(self.trainer.init_state), out_shardings=state_sharding)
+    self.run_steps = jax.jit(self._run_steps, donate_argnums=0,
+                             in_shardings=(state_sharding, None, indices),
+                             out_shardings=(state_sharding, None) if replica_axes else None)
     self._predict = jax.jit(jax.vmap(self._predict_fn, in_axes=(0, 0, self.data_axis, None)))
+    if replica_axes and not self.shared_data:  # each device holds its replicas' data
+      self.train, self.eval = jax.device_put((self.train, self.eval), replicas)
 
   def _on_device(self, columns):
     """{'features', 'labels'} arrays, [N, ...] shared or stacked [R, N, ...]."""
