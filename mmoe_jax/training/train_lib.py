@@ -33,7 +33,7 @@ def train_and_evaluate(config):
   train_path, eval_path = data_lib.input_paths(config, log=log.info)
   train_data = data_lib.load(train_path, config, log=log.info)
   eval_data = load_eval(eval_path, config) if eval_path else None
-  oracle = data_lib.load_oracle(eval_path) if eval_path else None
+  oracle = data_lib.load_oracle(eval_path, config) if eval_path else None
   batch_size = config.data_config.batch_size
   num_steps = total_steps(config, train_data.num_rows)
 
@@ -87,7 +87,7 @@ def evaluate_checkpoint(config, input_path=None):
   eval_data = load_eval(path, config)
   trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
   state = restore_or_fail(config, trainer)
-  result = trainer.evaluate(state, eval_data, data_lib.load_oracle(path))
+  result = trainer.evaluate(state, eval_data, data_lib.load_oracle(path, config))
   return dict(step=int(state['step']), **result)
 
 
