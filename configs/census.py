@@ -24,7 +24,7 @@ towers of 8 units, Adam 1e-3; paper.md 1.4):
   python scripts/train.py --config=configs/census.py:model=mmoe,group=1
   python scripts/evaluate.py --config=configs/census.py:model=mmoe,group=1 --input_path=test
   python scripts/train.py --config=configs/census.py:model=single_task,task=never_married
-  python scripts/train.py --config=configs/census.py:tiny,manual_dir=/tmp/slice   # seconds
+  python scripts/train.py --config=configs/census.py:tiny,manual_dir=/tmp/slice  # 8 inputs
 """
 
 import os
@@ -82,6 +82,9 @@ FEATURES = (
     'country_of_birth_mother', 'country_of_birth_self', 'citizenship',
     'own_business_or_self_employed', 'fill_inc_questionnaire_for_veterans_admin',
     'veterans_benefits', 'weeks_worked_in_year', 'year')
+# `tiny` models read these 8 (of each encoding) so that tests compile small models.
+TINY_FEATURES = ('age', 'class_of_worker', 'detailed_industry_recode', 'capital_gains', 'sex',
+                 'detailed_household_and_family_stat', 'weeks_worked_in_year', 'year')
 EMBEDDING_DIM = 4
 NUM_EXPERT, EXPERT_UNITS, TOWER_UNITS = 8, 16, 8
 MODELS = ('mmoe', 'omoe', 'shared_bottom', 'single_task')
@@ -199,7 +202,9 @@ def get_config(arg=None):
       model_config=dict(model_config(arg.model, tasks), model_name=name),
   )
   if arg.tiny:  # a few seconds on a CPU: smoke tests and CI
-    config['train_config'].update(num_steps=10, save_checkpoints_steps=5,
+    config['train_config'].update(num_steps=10, save_checkpoints_steps=10,
                                   log_step_count_steps=5)
     config['data_config'].update(batch_size=64, eval_batch_size=256)
+    config['model_config']['feature_groups'] = (dict(group_name='all',
+                                                     feature_names=TINY_FEATURES),)
   return complete(config)

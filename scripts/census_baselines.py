@@ -10,6 +10,7 @@ the best validation AUC kept. Prints one JSON line per (group, task) with its te
   python scripts/census_baselines.py                      # groups 1 and 2
   python scripts/census_baselines.py --groups=1 --manual_dir=/path/to/uci_files
 """
+import functools
 import json
 import os
 import sys
@@ -46,9 +47,13 @@ def one_hot_index(columns, feature_configs):
   return np.stack(index, axis=1).astype(np.int32), width
 
 
-def fit(index, labels, width, l2, steps):
-  """L2-regularized logistic regression on one-hot rows: (weights [width], bias)."""
-  index, labels = jnp.asarray(index), jnp.asarray(labels, jnp.float32)
+@functools.partial(jax.jit, static_argnames=('width', 'steps'))
+def fit(index, labels, l2, *, width, steps):
+  """L2-regularized logistic regression on one-hot rows: {'w': [width], 'b': []}.
+
+  One compile serves every L2 strength and task (both are traced arguments).
+  """
+  labels = labels.astype(jnp.float32)
 
   def loss(params):
     logits = params['w'][index].sum(axis=1) + params['b']
@@ -85,7 +90,8 @@ def baselines(config, group, l2_grid, steps, log=print):
     start = time.time()
     best = None
     for l2 in l2_grid:
-      params = fit(splits['train'][0], splits['train'][1][task], width, l2, steps)
+      params = fit(splits['train'][0], np.asarray(splits['train'][1][task]), l2, width=width,
+                   steps=steps)
       val = metrics.auc(splits['validation'][1][task], predict(params, splits['validation'][0]))
       if best is None or val > best[0]:
         best = (val, l2, params)

@@ -207,7 +207,7 @@ MODEL_CONFIG = Message(
 TFDS = Message(
     'TFDSInput',
     name='',  # a registered builder, e.g. 'census_income_kdd' (mmoe_jax/data/census.py)
-    data_dir='',  # where the prepared dataset lives; '' = <cache_dir>/tfds
+    data_dir='',  # the prepared dataset; '' = <cache_dir>/tfds/<hash of manual_dir's files>
     manual_dir='',  # the downloaded files a manual-download builder prepares from
 )
 

@@ -27,18 +27,21 @@ _READ_BLOCK = 4096  # rows per __getitems__ call
 def builder(tfds_config, cache_dir, log=print):
   """The prepared tfds builder of `data_config.tfds` (preparing it on first use).
 
-  data_dir '' = <cache_dir>/tfds. Raises ValueError / FileNotFoundError naming the config
+  data_dir '' = <cache_dir>/tfds/<hash of manual_dir's files>. Raises ValueError / FileNotFoundError naming the config
   field at fault: an unknown dataset name, or a dataset to prepare without its manual files.
   """
   import tensorflow_datasets as tfds
 
   from mmoe_jax.data import census  # noqa: F401  (registers census_income_kdd)
-  data_dir = tfds_config.data_dir or os.path.join(cache_dir, 'tfds')
+  data_dir = tfds_config.data_dir or os.path.join(cache_dir, 'tfds', _files_key(
+      tfds_config.manual_dir))
   try:
     ds = tfds.builder(tfds_config.name, data_dir=data_dir, file_format='array_record')
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(f'data_config.tfds.name: {tfds_config.name!r}: {e}') from None
   if ds.is_prepared():
+    if ds.info.metadata:  # e.g. census: how its files were split
+      log(f'{ds.info.full_name} in {data_dir}: {dict(ds.info.metadata)}')
     return ds
   manual_dir = tfds_config.manual_dir
   if ds.MANUAL_DOWNLOAD_INSTRUCTIONS and not manual_dir:
@@ -58,6 +61,21 @@ def builder(tfds_config, cache_dir, log=print):
   log(f'prepared {ds.info.full_name} in {time.time() - start:.1f}s: '
       + ', '.join(f'{k} {v.num_examples} rows' for k, v in ds.info.splits.items()))
   return ds
+
+
+def _files_key(directory):
+  """A short hash of a directory's path and files (name, size, mtime); '' for no directory.
+
+  The default data_dir is keyed by it, so adding census-income.data to the manual
+  directory prepares the dataset again (with the paper's split) instead of reusing the
+  build made without it.
+  """
+  if not directory or not os.path.isdir(directory):
+    return 'none'
+  files = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(directory)
+                 if e.is_file())
+  ident = json.dumps([os.path.abspath(directory), files])
+  return hashlib.sha1(ident.encode()).hexdigest()[:12]
 
 
 def _cache_key(ds, split, data_config, feature_configs):
