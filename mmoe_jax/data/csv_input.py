@@ -3,7 +3,8 @@
 Each file is read with pyarrow.csv (columns in data_config.input_fields order, as in EasyRec's
 CSVInput), its columns are transformed by `features` in parallel threads, and the arrays are
 cached (columnar.py) as one .npy each under cache_dir/<sha1 of file identity + config>/. Later
-runs load the cache. Peak memory while building is about the file's parsed columns plus its output arrays.
+runs load the cache. Peak memory while building is about the file's parsed columns plus its
+output arrays.
 """
 import csv
 import glob

@@ -27,8 +27,9 @@ _READ_BLOCK = 4096  # rows per __getitems__ call
 def builder(tfds_config, cache_dir, log=print):
   """The prepared tfds builder of `data_config.tfds` (preparing it on first use).
 
-  data_dir '' = <cache_dir>/tfds/<hash of manual_dir's files>. Raises ValueError / FileNotFoundError naming the config
-  field at fault: an unknown dataset name, or a dataset to prepare without its manual files.
+  data_dir '' = <cache_dir>/tfds/<hash of manual_dir's files>. Raises ValueError /
+  FileNotFoundError naming the config field at fault: an unknown dataset name, or a dataset
+  to prepare without its manual files.
   """
   import tensorflow_datasets as tfds
 
@@ -64,7 +65,7 @@ def builder(tfds_config, cache_dir, log=print):
 
 
 def _files_key(directory):
-  """A short hash of a directory's path and files (name, size, mtime); '' for no directory.
+  """A short hash of a directory's path and files (name, size, mtime); 'none' for none.
 
   The default data_dir is keyed by it, so adding census-income.data to the manual
   directory prepares the dataset again (with the paper's split) instead of reusing the
