@@ -24,6 +24,7 @@ towers of 8 units, Adam 1e-3; paper.md 1.4):
   python scripts/train.py --config=configs/census.py:model=mmoe,group=1
   python scripts/evaluate.py --config=configs/census.py:model=mmoe,group=1 --input_path=test
   python scripts/train.py --config=configs/census.py:model=single_task,task=never_married
+  python scripts/train.py --config=configs/census.py:full   # PaddleRec's batch size 32
   python scripts/train.py --config=configs/census.py:tiny,manual_dir=/tmp/slice  # 8 inputs
 """
 
@@ -153,7 +154,8 @@ def model_config(model, tasks):
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, model='mmoe', group=1, task='', tiny=False, manual_dir=MANUAL_DIR)
+  arg = parse_arg(arg, model='mmoe', group=1, task='', full=False, tiny=False,
+                  manual_dir=MANUAL_DIR)
   if arg.model not in MODELS:
     raise ValueError(f"config arg model: {arg.model!r} is not one of {', '.join(MODELS)}")
   if arg.group not in GROUPS:
@@ -201,6 +203,10 @@ def get_config(arg=None):
       feature_configs=feature_configs(),
       model_config=dict(model_config(arg.model, tasks), model_name=name),
   )
+  if arg.full:  # PaddleRec's census batch size (32), over the same number of epochs
+    config['train_config'].update(num_steps=num_steps * 256 // 32, save_checkpoints_steps=8000,
+                                  log_step_count_steps=4000)
+    config['data_config']['batch_size'] = 32
   if arg.tiny:  # a few seconds on a CPU: smoke tests and CI
     config['train_config'].update(num_steps=10, save_checkpoints_steps=10,
                                   log_step_count_steps=5)
