@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from mmoe_jax.config import load_config, validate
-from mmoe_jax.data import csv_input, synthetic
+from mmoe_jax.data import columnar, csv_input, synthetic
 
 CONFIG = flags.DEFINE_string('config', 'configs/mmoe.py', 'Config file[:arg] (taobao schema).')
 ROWS = flags.DEFINE_integer('rows', 1_000_000, 'Rows to write and parse.')
@@ -49,7 +49,7 @@ def main(argv):
 
     profiler = cProfile.Profile() if PROFILE.value else None
     if profiler:  # cProfile sees the main thread only, so run the transforms there
-      csv_input._parallel = lambda fn, items: list(map(fn, items))
+      columnar.parallel = lambda fn, items: list(map(fn, items))
       profiler.enable()
     start, cpu_start = time.perf_counter(), _cpu_s()
     load()

@@ -203,6 +203,15 @@ MODEL_CONFIG = Message(
     backbone=Optional(BACKBONE_TOWER),
 )
 
+# not in EasyRec: a tensorflow_datasets dataset, read when data_config.input_type is
+# 'TFDSInput' (train_input_path / eval_input_path then name splits: 'train', 'test', ...)
+TFDS = Message(
+    'TFDSInput',
+    name='',  # a registered builder, e.g. 'census_income_kdd' (mmoe_jax/data/census.py)
+    data_dir='',  # the prepared dataset; '' = <cache_dir>/tfds/<hash of manual_dir's files>
+    manual_dir='',  # the downloaded files a manual-download builder prepares from
+)
+
 # easy_rec/python/protos/dataset.proto
 FIELD = Message('Field', input_name=REQUIRED, input_type='STRING', default_val='')
 DATA_CONFIG = Message(
@@ -213,13 +222,14 @@ DATA_CONFIG = Message(
     shuffle_buffer_size=32,  # accepted; mmoe_jax shuffles the whole cached file
     num_epochs=0,
     prefetch_size=32,  # accepted; batches are sliced from the in-memory cache
-    input_type='CSVInput',
+    input_type='CSVInput',  # or 'TFDSInput' (not in EasyRec)
     separator=',',
     input_fields=Repeated(FIELD),
     ignore_error=False,
     with_header=False,
     eval_batch_size=4096,
     cache_dir='',  # not in EasyRec: '' = <model_dir>/cache
+    tfds=TFDS,  # not in EasyRec: read with input_type 'TFDSInput'
 )
 
 # easy_rec/python/protos/optimizer.proto

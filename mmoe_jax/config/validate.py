@@ -12,6 +12,7 @@ ID_TYPES = ('IdFeature', 'TagFeature')
 FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
 LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
+INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
 # model_class -> the model_config field with its task_towers and l2_regularization
 MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params'}
@@ -44,9 +45,16 @@ def validate(config):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
   if data.batch_size <= 0 or data.eval_batch_size <= 0:
     raise ConfigError('data_config.batch_size and eval_batch_size must be positive')
-  if data.input_type not in ('CSVInput', 'CSVInputV2'):
+  if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
-                      "(supported: 'CSVInput')")
+                      "(supported: 'CSVInput', 'TFDSInput')")
+  if data.input_type == 'TFDSInput':
+    if not data.tfds.name:
+      raise ConfigError("data_config.tfds.name: input_type 'TFDSInput' needs a tfds dataset "
+                        "name, e.g. 'census_income_kdd'")
+    if not config.train_input_path:
+      raise ConfigError("train_input_path: with input_type 'TFDSInput', the split to train "
+                        "on, e.g. 'train'")
   if len(data.separator) != 1:
     raise ConfigError(f'data_config.separator: must be one character, got {data.separator!r}')
 

@@ -1,4 +1,4 @@
-"""Data: EasyRec CSV input, feature transforms, the columnar cache, synthetic data."""
+"""Data: EasyRec CSV or tfds input, feature transforms, the columnar cache, synthetic data."""
 
 import os
 
@@ -8,7 +8,8 @@ import numpy as np
 def input_paths(config, log=print):
   """(train_input_path, eval_input_path); generates the synthetic data if both are unset.
 
-  The synthetic files live in <model_dir>/data and are written once: a rerun (or a
+  For a TFDSInput these are split names (validation requires train_input_path). The
+  synthetic files live in <model_dir>/data and are written once: a rerun (or a
   resumed run) reads the same files back through the same CSV path as a user's data.
   """
   if config.train_input_path:
@@ -35,14 +36,14 @@ def datasets(config, log=print):
   train = load(train_path, config, log=log)
   if not eval_path:
     return train, None, None
-  return train, load(eval_path, config, log=log), load_oracle(eval_path)
+  return train, load(eval_path, config, log=log), load_oracle(eval_path, config)
 
 
 def task_correlation_data(config):
   """The synthetic.task_correlation data as (train, eval) ColumnarData, made in memory (fast,
   a pure function of the seed; a sweep makes one set per replica)."""
   from mmoe_jax.data import task_correlation
-  from mmoe_jax.data.csv_input import ColumnarData
+  from mmoe_jax.data.columnar import ColumnarData
   s = config.synthetic
   x, labels = task_correlation.generate(s.train_rows + s.eval_rows, seed=s.seed,
                                         **s.task_correlation.to_dict())
@@ -53,14 +54,23 @@ def task_correlation_data(config):
 
 
 def load(paths, config, log=print):
-  """The columnar cache of `paths` (built on first use) for this config's features."""
-  from mmoe_jax.data.csv_input import load_csv
+  """The columnar cache of `paths` (CSV files, or a tfds split) for this config's features,
+  built on first use."""
   cache_dir = config.data_config.cache_dir or os.path.join(config.model_dir, 'cache')
+  if config.data_config.input_type == 'TFDSInput':
+    from mmoe_jax.data.tfds_input import load_tfds
+    return load_tfds(paths, config.data_config, config.feature_configs, cache_dir, log=log)
+  from mmoe_jax.data.csv_input import load_csv
   return load_csv(paths, config.data_config, config.feature_configs, cache_dir, log=log)
 
 
-def load_oracle(path):
-  """True label probabilities saved beside a CSV (`<csv>.oracle.npz`), or None."""
+def load_oracle(path, config=None):
+  """True label probabilities saved beside a CSV (`<csv>.oracle.npz`), or None.
+
+  A tfds split (`config`'s input_type 'TFDSInput') has none.
+  """
+  if config is not None and config.data_config.input_type == 'TFDSInput':
+    return None
   oracle = f'{path}.oracle.npz'
   if not os.path.exists(oracle):
     return None

@@ -2,49 +2,28 @@
 
 Each file is read with pyarrow.csv (columns in data_config.input_fields order, as in EasyRec's
 CSVInput), its columns are transformed by `features` in parallel threads, and the arrays are
-cached as one .npy each under cache_dir/<sha1 of file identity + config>/. Later runs load the
-cache. Peak memory while building is about the file's parsed columns plus its output arrays.
+cached (columnar.py) as one .npy each under cache_dir/<sha1 of file identity + config>/. Later
+runs load the cache. Peak memory while building is about the file's parsed columns plus its
+output arrays.
 """
-import concurrent.futures
 import csv
-import dataclasses
-import functools
 import glob
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import time
-from typing import Callable, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mmoe_jax.data import features
+from mmoe_jax.data import columnar
+from mmoe_jax.data.columnar import ColumnarData
 
 # Part of the cache key: bump when the transforms change meaning, so old caches are rebuilt.
 _CACHE_VERSION = 1
 # CSV bytes per parsed block: the features are transformed block by block (see
 # features._per_chunk), so this trades per-call overhead against temporary memory.
 _BLOCK_BYTES = 16 << 20
-
-
-@dataclasses.dataclass
-class ColumnarData:
-  """Rows of one or more CSV files as arrays (read-only memory maps of the cache for one file)."""
-  features: dict[str, np.ndarray]  # keyed by feature_name; [N] or [N, L] (TagFeature)
-  labels: dict[str, np.ndarray]  # keyed by label field name; float32 [N]
-  num_rows: int
-  skipped_rows: int  # malformed rows skipped under ignore_error
-
-  def take(self, idx: np.ndarray) -> 'ColumnarData':
-    """Rows `idx` (in that order), e.g. one batch; skipped_rows is kept from the source."""
-    return ColumnarData(
-        features={k: np.asarray(v[idx]) for k, v in self.features.items()},
-        labels={k: np.asarray(v[idx]) for k, v in self.labels.items()},
-        num_rows=len(idx), skipped_rows=self.skipped_rows)
 
 
 def _expand_paths(paths: str) -> list[str]:
@@ -62,47 +41,14 @@ def _expand_paths(paths: str) -> list[str]:
   return files
 
 
-def _plain(x):
-  """ConfigDict / tuple tree -> JSON-able plain values, for a canonical cache key."""
-  if hasattr(x, 'items'):
-    return {k: _plain(v) for k, v in sorted(x.items())}
-  if isinstance(x, (list, tuple)):
-    return [_plain(v) for v in x]
-  return x
-
-
 def _cache_key(path, data_config, feature_configs) -> str:
   st = os.stat(path)
   config = dict(
-      input_fields=_plain(data_config.input_fields), separator=data_config.separator,
-      with_header=data_config.with_header, label_fields=_plain(data_config.label_fields),
-      ignore_error=data_config.ignore_error, feature_configs=_plain(feature_configs))
+      input_fields=columnar.plain(data_config.input_fields), separator=data_config.separator,
+      with_header=data_config.with_header, label_fields=columnar.plain(data_config.label_fields),
+      ignore_error=data_config.ignore_error, feature_configs=columnar.plain(feature_configs))
   ident = [_CACHE_VERSION, os.path.abspath(path), st.st_size, st.st_mtime_ns, config]
   return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()
-
-
-def _fields_and_columns(data_config, feature_configs):
-  """input_name -> field config, and the columns any feature or label reads (file order)."""
-  fields = {f.input_name: f for f in data_config.input_fields}
-  used = set(data_config.label_fields)
-  for name in data_config.label_fields:
-    if name not in fields:
-      raise ValueError(f"label field '{name}' is not in data_config.input_fields")
-  names = [fc.feature_name for fc in feature_configs]
-  if len(set(names)) != len(names) or '' in names:
-    # Outputs are keyed by feature_name (the config validator fills it in).
-    raise ValueError(f'feature_name must be set and unique, got {names}')
-  for fc in feature_configs:
-    for name in fc.input_names:
-      if name not in fields:
-        raise ValueError(f"feature '{fc.feature_name}': input column '{name}' is not in "
-                         f'data_config.input_fields')
-    if len(fc.input_names) != 1:
-      # EasyRec uses a second input only for tag weights / combos, which we do not support.
-      raise ValueError(f"feature '{fc.feature_name}': expected one input_name, got "
-                       f'{list(fc.input_names)}')
-    used.update(fc.input_names)
-  return fields, [name for name in fields if name in used]
 
 
 def _data_lines(path, data_config):
@@ -160,50 +106,11 @@ def _read_table(path, data_config, columns):
   return table, len(dropped)
 
 
-def _parallel(fn, items) -> list:
-  """[fn(x) for x in items] on all cores: pyarrow compute, numpy and file writes release the GIL."""
-  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-    return list(pool.map(fn, items))
-
-
-class _Job(NamedTuple):
-  """One output array of a file."""
-  is_label: bool
-  key: str  # feature_name or label name
-  column: str  # input column it reads
-  transform: Callable[[], tuple[np.ndarray, np.ndarray | None]]  # -> (values, bad rows)
-  desc: str  # the column, for error messages
-  expected: str  # what every value of the column must be, for error messages
-
-
 def _build(path, data_config, feature_configs, log):
   """Parses and transforms one file: (features, labels, num_rows, skipped_rows)."""
-  fields, columns = _fields_and_columns(data_config, feature_configs)
+  _, columns = columnar.fields_and_columns(data_config, feature_configs)
   table, skipped = _read_table(path, data_config, columns)
-
-  jobs = []
-  for fc in feature_configs:
-    name = fc.input_names[0]
-    field = fields[name]
-    raw = fc.feature_type == 'RawFeature'
-    jobs.append(_Job(False, fc.feature_name, name,
-                     functools.partial(features.transform_feature, table[name], fc, field),
-                     field.input_type + ('' if raw else f", feature '{fc.feature_name}'"),
-                     'a number' if raw and field.input_type not in features.INT_TYPES
-                     else 'an integer'))
-  for name in data_config.label_fields:
-    field = fields[name]
-    jobs.append(_Job(True, name, name,
-                     functools.partial(features.transform_label, table[name], field),
-                     field.input_type,
-                     'an integer' if field.input_type in features.INT_TYPES else 'a number'))
-  results = _parallel(lambda job: job.transform(), jobs)
-
-  feats, labels, bad_jobs = {}, {}, []
-  for job, (values, bad) in zip(jobs, results):
-    (labels if job.is_label else feats)[job.key] = values
-    if bad is not None:
-      bad_jobs.append((bad, job))
+  feats, labels, bad_jobs = columnar.transform_table(table, data_config, feature_configs)
   num_rows = table.num_rows
   if bad_jobs:
     bad = np.logical_or.reduce([mask for mask, _ in bad_jobs])
@@ -230,62 +137,8 @@ def _build(path, data_config, feature_configs, log):
 def _load_file(path, data_config, feature_configs, cache_dir, log):
   """One file's arrays from its cache entry, building the entry first if missing."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
-  if os.path.exists(os.path.join(entry, 'meta.json')):
-    log(f'{path}: cache hit {entry}')
-  else:
-    start = time.time()
-    feats, labels, num_rows, skipped = _build(path, data_config, feature_configs, log)
-    # Write into a temp dir and rename it into place, so an interrupted build never leaves a
-    # half-written entry that a later run would take for a cache hit.
-    tmp = tempfile.mkdtemp(prefix='.tmp-', dir=cache_dir)
-    try:
-      meta = dict(num_rows=num_rows, skipped_rows=skipped, source=os.path.abspath(path),
-                  features=list(feats), labels=list(labels))
-      files = [(f'feature{i}.npy', v) for i, v in enumerate(feats.values())]
-      files += [(f'label{i}.npy', v) for i, v in enumerate(labels.values())]
-      _parallel(lambda f: np.save(os.path.join(tmp, f[0]), f[1]), files)
-      with open(os.path.join(tmp, 'meta.json'), 'w') as f:
-        json.dump(meta, f)
-      try:
-        os.replace(tmp, entry)
-      except OSError:
-        if not os.path.exists(os.path.join(entry, 'meta.json')):
-          raise
-        # Another process built the same entry meanwhile; its content is identical.
-    finally:
-      shutil.rmtree(tmp, ignore_errors=True)
-    log(f'{path}: built cache {entry} ({num_rows} rows, {time.time() - start:.1f}s)')
-
-  with open(os.path.join(entry, 'meta.json')) as f:
-    meta = json.load(f)
-  # mmap: loading costs nothing up front, the OS page cache holds one copy shared by every
-  # process reading this cache (sweeps, eval), and take() copies only the rows a batch needs.
-  # numpy cannot mmap a zero-byte array, so empty files load normally.
-  mode = 'r' if meta['num_rows'] else None
-  load = lambda name: np.load(os.path.join(entry, name), mmap_mode=mode)
-  feats = {k: load(f'feature{i}.npy') for i, k in enumerate(meta['features'])}
-  labels = {k: load(f'label{i}.npy') for i, k in enumerate(meta['labels'])}
-  return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'])
-
-
-def _pad_tags(v: np.ndarray, width: int) -> np.ndarray:
-  return np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=-1)
-
-
-def _concat(parts: list[ColumnarData]) -> ColumnarData:
-  """Rows of all parts in order; tag arrays padded with -1 to the widest file's L."""
-  if len(parts) == 1:
-    return parts[0]
-  feats = {}
-  for k in parts[0].features:
-    arrays = [p.features[k] for p in parts]
-    if arrays[0].ndim == 2 and arrays[0].dtype.kind == 'i':
-      width = max(a.shape[1] for a in arrays)
-      arrays = [_pad_tags(a, width) for a in arrays]
-    feats[k] = np.concatenate(arrays)
-  labels = {k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels}
-  return ColumnarData(feats, labels, sum(p.num_rows for p in parts),
-                      sum(p.skipped_rows for p in parts))
+  return columnar.load_or_build(
+      entry, lambda: _build(path, data_config, feature_configs, log), path, log)
 
 
 def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print) -> ColumnarData:
@@ -305,10 +158,11 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
     ValueError: an unknown column, or (without ignore_error) a malformed row; the message
       names the file and 1-based line.
   """
-  _fields_and_columns(data_config, feature_configs)  # config errors before touching files
+  # Config errors before touching files.
+  columnar.fields_and_columns(data_config, feature_configs)
   if len(data_config.separator) != 1:
     raise ValueError(f'data_config.separator must be one character, got '
                      f'{data_config.separator!r}')
   os.makedirs(cache_dir, exist_ok=True)
-  return _concat([_load_file(p, data_config, feature_configs, cache_dir, log)
-                  for p in _expand_paths(paths)])
+  return columnar.concat([_load_file(p, data_config, feature_configs, cache_dir, log)
+                          for p in _expand_paths(paths)])

@@ -106,7 +106,7 @@ def evaluate_checkpoint(config, input_path=None):
   eval_data = load_eval(path, config)
   trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
   state = restore_or_fail(config, trainer)
-  result = trainer.evaluate(state, eval_data, data_lib.load_oracle(path))
+  result = trainer.evaluate(state, eval_data, data_lib.load_oracle(path, config))
   return dict(step=int(state['step']), **result)
 
 
