@@ -214,3 +214,17 @@ def get_config(arg=None):
     config['model_config']['feature_groups'] = (dict(group_name='all',
                                                      feature_names=TINY_FEATURES),)
   return complete(config)
+
+
+def sweep(add, arg=None):
+  """Every model on one task group (`group`, default 1), `seeds` seeds each (default 10),
+  evaluated on the test split: each model is one group of vmapped replicas (single_task: one
+  per task). `:tiny` for a quick check."""
+  arg = parse_arg(arg, group=1, seeds=10, tiny=False, manual_dir=MANUAL_DIR)
+  common = f'group={arg.group}' + (',tiny' if arg.tiny else '') + (
+      f',manual_dir={arg.manual_dir}' if arg.manual_dir != MANUAL_DIR else '')
+  runs = [f'model=single_task,task={task}' for task in GROUPS[arg.group]]
+  runs += [f'model={model}' for model in ('shared_bottom', 'omoe', 'mmoe')]
+  for run in runs:
+    for seed in range(arg.seeds):
+      add(f'{run},{common}', seed=seed, eval_input_path='test')

@@ -20,6 +20,7 @@ Each group checkpoints under <workdir>/<group>/ and writes one JSON line per rep
 and resumes the others from their checkpoints.
 """
 
+import gc
 import json
 import logging
 import math
@@ -132,25 +133,26 @@ class ReplicaGroup:
     self.configs = configs
     base = configs[0]
     self.num_replicas = len(configs)
-    sets = [data_lib.datasets(c, log=log.info) for c in configs]
     # One copy of the data when every replica reads the same (only seeds differ).
     data_keys = {json.dumps([c.train_input_path, c.eval_input_path, c.synthetic.to_dict()],
                             sort_keys=True) for c in configs}
     self.shared_data = len(data_keys) == 1
-    trains = [s[0] for s in sets[:1 if self.shared_data else None]]
-    evals = [s[1] and train_lib.limit_eval(s[1], base)
-             for s in sets[:1 if self.shared_data else None]]
-    self.oracles = [s[2] for s in sets]
+    trains, evals, self.oracles = zip(*(data_lib.datasets(c, log=log.info) for c in (
+        configs[:1] if self.shared_data else configs)))
     self.num_rows = trains[0].num_rows
     if any(t.num_rows != self.num_rows for t in trains):
       raise ValueError('replicas of a group must have the same number of training rows')
-    self.train_columns = trains
     self.train = self._on_device(trains)
+    example = train_lib.batch(trains[0], np.arange(2))
+    # Per-replica data is only kept on the device (a 100-replica study holds gigabytes).
+    self.train_columns = trains if self.shared_data else None
+    del trains
+    evals = [e and train_lib.limit_eval(e, base) for e in evals]
     self.eval_columns = evals if evals[0] is not None else None
     self.eval = self._on_device(evals) if self.eval_columns else None
     self.data_axis = None if self.shared_data else 0
 
-    self.trainer = train_lib.Trainer(base, example=train_lib.batch(trains[0], np.arange(2)))
+    self.trainer = train_lib.Trainer(base, example=example)
     self.batch_size = base.data_config.batch_size
     self.num_steps = train_lib.total_steps(base, self.num_rows)
     self.samplers = [train_lib.BatchSampler(self.num_rows, self.batch_size, c.seed,
@@ -228,7 +230,7 @@ class ReplicaGroup:
       result = {}
       for tower in self.trainer.towers:
         result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
-        oracle = self.oracles[r]
+        oracle = self.oracles[0 if self.shared_data else r]
         if oracle is not None and tower.label_name in oracle and not columns.skipped_rows:
           result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
               columns.labels[tower.label_name], oracle[tower.label_name][:n])
@@ -306,6 +308,7 @@ def run_sweep(module, runs, workdir, common_overrides=(), max_replicas=0):
   rows = []
   for name, members in group_runs(module, runs, common_overrides, max_replicas):
     rows += train_group(name, members, workdir)
+    gc.collect()  # a group's data and state sit in reference cycles (jitted bound methods)
   with open(os.path.join(workdir, 'results.jsonl'), 'w') as f:
     f.writelines(json.dumps(row) + '\n' for row in rows)
   by = list(dict.fromkeys(k for run in runs for k in run.setting())) + ['learning_rate']
