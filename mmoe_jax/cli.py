@@ -4,11 +4,12 @@ import logging
 
 from absl import app, flags
 from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
 from mmoe_jax.config import load_config
 
 
-class ConfigFileParser(config_flags.ConfigFileFlagParser):
+class ConfigFileParser(ConfigFileFlagParser):
   """ml_collections' config-file parser that also reads EasyRec pipeline configs.
 
   A path ending in .py is a config file with get_config(arg), as path.py[:arg]; any
