@@ -1,7 +1,6 @@
 """EasyRec pipeline configs (protobuf text format): reading, EasyRec's rules, errors, conversion."""
 
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from mmoe_jax import cli
 from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
 from mmoe_jax.data import synthetic
 from mmoe_jax.models import build_model
+from mmoe_jax.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = sorted(glob.glob(os.path.join(EASYREC_CONFIGS, '*.config')))
@@ -27,7 +27,7 @@ BASE = """
 # two labels, two features, the built-in MMoE
 model_dir: "experiments/small"
 train_config {
-  optimizer_config { adam_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.01 } } } }
+  optimizer_config { adam_optimizer { learning_rate { constant_learning_rate {} } } }
   num_steps: 10
   TRAIN
 }
@@ -54,7 +54,8 @@ model_config {
 EXTRA
 """
 FEATURES = """
-feature_configs { input_names: "user" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 100 }
+feature_configs { input_names: "user" feature_type: IdFeature embedding_dim: 4
+                  hash_bucket_size: 100 }
 feature_configs { input_names: "item" feature_type: IdFeature embedding_dim: 4 num_buckets: 50 }
 """
 EXPERTS = 'expert_dnn { hidden_units: [8, 4] } num_expert: 2'
@@ -176,7 +177,8 @@ def test_both_feature_layouts_read_the_same(tmp_path):
 
 
 def test_towers_take_label_fields_in_order_without_label_name(tmp_path):
-  path = pipeline(tmp_path, TOWERS='task_towers { tower_name: "a" } task_towers { tower_name: "b" }')
+  path = pipeline(tmp_path,
+                  TOWERS='task_towers { tower_name: "a" } task_towers { tower_name: "b" }')
   towers = validate(load_config(path)).model_config.mmoe.task_towers
   assert [t.label_name for t in towers] == ['clk', 'buy']
   three = pipeline(tmp_path, 'three.config', TOWERS='task_towers { tower_name: "a" } '
@@ -237,13 +239,14 @@ def test_exactly_one_vocabulary_per_feature(tmp_path, vocab, ok):
 
 
 def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
+  features = (FEATURES.replace('num_buckets: 50', 'vocab_file: "v.txt" num_buckets: 50')
+              .replace('"user" feature_type: IdFeature', '"user" feature_type: SequenceFeature'))
   path = pipeline(
-      tmp_path, EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
+      tmp_path, FEATURES=features,
+      EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
       TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
-      INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty', FEATURES=FEATURES.replace('num_buckets: 50', 'vocab_file: "v.txt" num_buckets: 50')
-      .replace('feature_type: IdFeature embedding_dim: 4 h', 'feature_type: SequenceFeature '
-               'embedding_dim: 4 h'),
-      EXPERTS="""experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }""",
+      INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
+      EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
       TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
                   losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
   message = unsupported(path)
@@ -332,21 +335,22 @@ def test_tables_match_the_schema():
 
 
 def test_shared_config_trains_end_to_end(tmp_path):
-  """The built-in MMoE's .config, unchanged, trains on generated data of its schema."""
+  """The built-in MMoE's .config, unchanged, trains on generated data of its schema; only
+  paths and sizes are overridden, as --config.* flags would (see the overrides test)."""
   train, test = str(tmp_path / 'train.csv'), str(tmp_path / 'test.csv')
   synthetic.write_csv(train, 1000, seed=0, split='train')
   synthetic.write_csv(test, 300, seed=0, split='eval')
-  path = os.path.join(EASYREC_CONFIGS, 'mmoe_taobao.config')
-  result = subprocess.run(
-      [sys.executable, os.path.join(ROOT, 'scripts', 'train.py'), f'--config={path}',
-       f'--config.train_input_path={train}', f'--config.eval_input_path={test}',
-       f'--config.model_dir={tmp_path / "model"}', '--config.train_config.num_steps=6',
-       '--config.train_config.save_checkpoints_steps=6', '--config.data_config.batch_size=64',
-       '--config.model_config.mmoe.expert_dnn.hidden_units=(16,8)',
-       '--config.model_config.mmoe.task_towers[0].dnn.hidden_units=(8,)',
-       '--config.model_config.mmoe.task_towers[1].dnn.hidden_units=(8,)'],
-      capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
-  assert result.returncode == 0, result.stderr[-3000:]
-  final = json.loads(result.stdout.strip().splitlines()[-1])
+  config = load_config(os.path.join(EASYREC_CONFIGS, 'mmoe_taobao.config'))
+  config.train_input_path, config.eval_input_path = train, test
+  config.model_dir = str(tmp_path / 'model')
+  config.train_config.update(num_steps=6, save_checkpoints_steps=6)
+  config.data_config.batch_size = 64
+  mmoe = config.model_config.mmoe
+  mmoe.expert_dnn.hidden_units = (16, 8)
+  for tower in mmoe.task_towers:
+    tower.dnn.hidden_units = (8,)
+  for feature in config.feature_configs:
+    feature.hash_bucket_size = min(feature.hash_bucket_size, 1000)
+  final = train_lib.train_and_evaluate(config)
   assert final['step'] == 6
   assert 0 < final['auc_ctr'] < 1 and 0 < final['auc_cvr'] < 1

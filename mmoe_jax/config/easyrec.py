@@ -31,7 +31,8 @@ from mmoe_jax.config.validate import (CSV_INPUT_TYPES, FEATURE_TYPES, INPUT_TYPE
 
 # pipeline.proto's EasyRecConfig: the config tree, plus FeatureConfigV2 `feature_config
 # { features {...} }`, the newer of EasyRec's two feature layouts (both read the same).
-FEATURE_CONFIG_V2 = schema.Message('FeatureConfigV2', features=schema.Repeated(schema.FEATURE_CONFIG))
+FEATURE_CONFIG_V2 = schema.Message('FeatureConfigV2',
+                                   features=schema.Repeated(schema.FEATURE_CONFIG))
 PIPELINE_FILE = schema.Message('EasyRecConfig', **schema.PIPELINE.fields,
                                feature_config=schema.Optional(FEATURE_CONFIG_V2))
 
@@ -247,7 +248,7 @@ def read_pipeline(path):
   try:
     _walk(text_format.Tokenizer(text.splitlines()), PIPELINE_FILE, '', '', problems, dropped)
     if not problems:
-      message = _message_class(PIPELINE_FILE.name)()
+      message = _pipeline_class()()
       text_format.Parse(text, message, allow_unknown_field=True)  # the unknown: vetted no-ops
   except text_format.ParseError as e:
     raise ConfigError(f'{path}:{e}') from None
@@ -275,7 +276,8 @@ def to_python(path):
   raw, dropped = read_pipeline(path)
   name = os.path.basename(path)
   notes = ''.join(f'\n  {d}' for d in dropped)
-  notes = f'\n\nDropped, as no-ops (they ask for what mmoe_jax does anyway):{notes}' if notes else ''
+  if notes:
+    notes = f'\n\nDropped, as no-ops (they ask for what mmoe_jax does anyway):{notes}'
   return (f'r"""Converted from the EasyRec pipeline config {name}\n'
           f'by scripts/convert_easyrec_config.py.{notes}\n\n'
           f'  python scripts/train.py --config=<this file>\n"""\n\n'
@@ -441,10 +443,11 @@ _PACKAGE = 'mmoe_jax.easyrec'
 
 
 @functools.cache
-def _message_class(name):
+def _pipeline_class():
   pool = descriptor_pool.DescriptorPool()
   pool.Add(_file_descriptor())
-  return message_factory.GetMessageClass(pool.FindMessageTypeByName(f'{_PACKAGE}.{name}'))
+  return message_factory.GetMessageClass(
+      pool.FindMessageTypeByName(f'{_PACKAGE}.{PIPELINE_FILE.name}'))
 
 
 def _file_descriptor():
