@@ -300,6 +300,8 @@ def test_syntax_and_type_errors_name_file_and_line(tmp_path):
     load_config(path)
   with pytest.raises(ConfigError, match='takes no :arg'):
     load_config(f'{path}:tiny')
+  with pytest.raises(ConfigError, match='missing.config: config file not found'):
+    load_config(str(tmp_path / 'missing.config'))
 
 
 def test_command_line_overrides_work_on_config_files():

@@ -242,6 +242,8 @@ def read_pipeline(path):
     ConfigError: every unsupported field path in one message, or a syntax or type
       error (with the file's line and column).
   """
+  if not os.path.isfile(path):
+    raise ConfigError(f'{path}: config file not found')
   with open(path) as f:
     text = f.read()
   problems, dropped = {}, []
