@@ -4,10 +4,38 @@ import logging
 
 from absl import app, flags
 from ml_collections import config_flags
+from ml_collections.config_flags.config_flags import ConfigFileFlagParser
 
-CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config file: a .py with get_config(arg), as path.py[:arg].',
-    lock_config=True)
+from mmoe_jax.config import load_config
+
+
+class ConfigFileParser(ConfigFileFlagParser):
+  """ml_collections' config-file parser that also reads EasyRec pipeline configs.
+
+  A path ending in .py is a config file with get_config(arg), as path.py[:arg]; any
+  other path is an EasyRec pipeline config (protobuf text format). Either way the
+  result is a ConfigDict, so `--config.a.b=value` overrides work the same on both.
+  """
+
+  def parse(self, path):
+    if path.partition(':')[0].endswith('.py'):
+      return super().parse(path)
+    config = load_config(path)
+    config.lock()
+    return config
+
+
+def define_config_flag(flag_values=flags.FLAGS, sys_argv=None):
+  """Defines --config (and its --config.* overrides) in `flag_values`."""
+  holder = config_flags.DEFINE_config_file(
+      'config', None, 'Config file: a .py with get_config(arg), as path.py[:arg], or an '
+      'EasyRec pipeline config (protobuf text format, e.g. pipeline.config).',
+      flag_values=flag_values, lock_config=True, sys_argv=sys_argv)
+  flag_values['config'].parser = ConfigFileParser('config')
+  return holder
+
+
+CONFIG = define_config_flag()
 
 
 def run(main):

@@ -2,6 +2,7 @@ r"""Trains (or resumes) a model and prints the final evaluation as one JSON line
 
   python scripts/train.py --config=configs/mmoe.py
   python scripts/train.py --config=configs/mmoe.py:full --config.model_dir=/tmp/mmoe
+  python scripts/train.py --config=pipeline.config    # an EasyRec pipeline config, unchanged
 
 Running the same command again resumes from the latest checkpoint in model_dir.
 """

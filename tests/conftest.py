@@ -6,6 +6,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'configs'))  # `import mmoe` gives configs/mmoe.py
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
+EASYREC_CONFIGS = os.path.join(ROOT, '..', 'shared', 'easyrec_configs')  # EasyRec .config files
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.mark.parametrize('spec', [f'{p}{arg}' for p in sorted(glob.glob(f'{ROOT}/configs/*.py'))
                                   for arg in ('', ':tiny', ':full')])
 def test_every_config_file_loads_and_validates(spec):
+  if spec.endswith(':full') and 'full' not in open(spec[:-5]).read():
+    pytest.skip('this config has no :full variant')
   config = validate(load_config(spec))
   assert model_params(config.model_config).task_towers
 

@@ -132,3 +132,44 @@ def test_tower_without_dnn_feeds_mixture_to_output():
   logits, _ = model.apply(variables, features)
   ref, _ = reference.mmoe(model, variables, features)
   np.testing.assert_allclose(logits['t'], ref['t'], rtol=1e-5, atol=1e-6)
+
+
+def test_expert_list_takes_experts_of_different_shapes():
+  # EasyRec's deprecated `experts` list: one DNN per expert; depths and widths may differ,
+  # the last width is shared (the gates mix the outputs).
+  experts = (('deep', DnnSpec((8, 6), use_bn=False)), ('wide', DnnSpec((12, 10, 6), use_bn=False)),
+             ('flat', DnnSpec((6,), use_bn=False)))
+  model = MMoE(features=(FeatureSpec('a', 'id', 'a', 10, 4),), expert_dnn=DnnSpec(), num_expert=3,
+               task_towers=(TowerSpec('t', dnn=DnnSpec((4,), use_bn=False)),), experts=experts)
+  features = {'a': jnp.array([1, 2, 3, 4])}
+  params = init(model, features)['params']
+  assert set(params['experts']) == {'deep', 'wide', 'flat'}
+  assert params['experts']['wide']['dnn_1']['kernel'].shape == (12, 10)
+  assert 'expert_dnn' not in params
+  logits, aux = model.apply({'params': params}, features)
+  assert logits['t'].shape == (4,) and aux['gate_weights']['t'].shape == (4, 3)
+  # The mixture is the gate-weighted sum of each expert's own DNN.
+  x = params['embedding']['a'][features['a']]
+  outs = [reference.dnn(x, params['experts'][name], None, len(spec.hidden_units), False)
+          for name, spec in experts]
+  gate = aux['gate_weights']['t']
+  mixed = sum(gate[:, e:e + 1] * outs[e] for e in range(3))
+  hidden = reference.dnn(mixed, params['tower_t'], None, 1, False)
+  out = hidden @ params['output_t']['kernel'] + params['output_t']['bias']
+  np.testing.assert_allclose(logits['t'], out[:, 0], rtol=1e-5, atol=1e-6)
+
+
+def test_expert_list_of_equal_experts_matches_stacked_experts():
+  spec = DnnSpec((6, 5), use_bn=False)
+  common = dict(features=(FeatureSpec('a', 'id', 'a', 10, 4),), expert_dnn=spec, num_expert=2,
+                task_towers=(TowerSpec('t', dnn=DnnSpec((3,), use_bn=False)),))
+  listed = MMoE(**common, experts=(('e1', spec), ('e2', spec)))
+  stacked = MMoE(**common)
+  features = {'a': jnp.array([0, 5, 9])}
+  params = init(listed, features)['params']
+  as_stack = dict(params)
+  as_stack['expert_dnn'] = jax.tree.map(lambda a, b: jnp.stack([a, b]), params['experts']['e1'],
+                                        params['experts']['e2'])
+  del as_stack['experts']
+  np.testing.assert_allclose(listed.apply({'params': params}, features)[0]['t'],
+                             stacked.apply({'params': as_stack}, features)[0]['t'], rtol=1e-6)

@@ -6,6 +6,7 @@ import types
 
 from mmoe_jax.config.backbone import block_order, input_block
 from mmoe_jax.config.complete import ConfigError, complete
+from mmoe_jax.config.easyrec import load_pipeline
 from mmoe_jax.config.validate import feature_dim, model_params, validate, vocab_size
 
 
@@ -36,8 +37,16 @@ def parse_arg(arg, **defaults):
 
 
 def load_config(spec):
-  """Loads `path/to/config.py[:arg]` as the --config flag does (for notebooks and tests)."""
+  """Loads a config as the --config flag does (for notebooks and tests).
+
+  `spec` is `path/to/config.py[:arg]`, or the path of an EasyRec pipeline config
+  (protobuf text format; any name not ending in .py, e.g. pipeline.config).
+  """
   path, _, arg = spec.partition(':')
+  if not path.endswith('.py'):
+    if arg:
+      raise ConfigError(f'{spec}: an EasyRec pipeline config takes no :arg')
+    return load_pipeline(path)
   return import_config(path).get_config(arg or None)
 
 
@@ -58,4 +67,5 @@ def import_config(path):
 
 
 __all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'feature_dim', 'model_params',
-           'block_order', 'input_block', 'parse_arg', 'load_config', 'import_config']
+           'block_order', 'input_block', 'parse_arg', 'load_config', 'import_config',
+           'load_pipeline']

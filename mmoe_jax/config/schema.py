@@ -68,8 +68,12 @@ TASK_TOWER = Message(
 )
 
 # easy_rec/python/protos/mmoe.proto
+EXPERT_TOWER = Message('ExpertTower', expert_name=REQUIRED, dnn=DNN)
 MMOE = Message(
     'MMoE',
+    # Deprecated in EasyRec, still read by it: one DNN per expert, so experts may differ
+    # in shape (their last hidden_units must agree). Set it or expert_dnn, not both.
+    experts=Repeated(EXPERT_TOWER),
     expert_dnn=DNN,
     num_expert=0,
     task_towers=Repeated(TASK_TOWER),

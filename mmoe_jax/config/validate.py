@@ -13,6 +13,7 @@ FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
 LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
 INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
+WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
 # model_class -> the model_config field with its task_towers and l2_regularization
 MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params'}
@@ -74,6 +75,8 @@ def validate(config):
                       'only it reads one')
   groups = _unique([g.group_name for g in model.feature_groups], 'model_config.feature_groups',
                    'group_name')
+  for g, group in enumerate(model.feature_groups):
+    _one_of(group.wide_deep, WIDE_DEEP, f'model_config.feature_groups[{g}].wide_deep')
   if not backbone and 'all' not in groups:
     raise ConfigError("model_config.feature_groups: the built-in MMoE reads the group named "
                       f"'all' (as EasyRec); got {sorted(groups)}")
@@ -207,11 +210,33 @@ def feature_dim(feature):
 
 def _validate_mmoe(mmoe):
   path = 'model_config.mmoe'
+  if mmoe.experts:
+    _validate_expert_list(mmoe, path)
+    return
   if mmoe.num_expert <= 0:
     raise ConfigError(f'{path}.num_expert: must be > 0 with expert_dnn')
   if not mmoe.expert_dnn.hidden_units:
     raise ConfigError(f'{path}.expert_dnn.hidden_units: experts need at least one layer')
   _validate_dnn(mmoe.expert_dnn, f'{path}.expert_dnn')
+
+
+def _validate_expert_list(mmoe, path):
+  """EasyRec's deprecated `experts` list: one DNN per expert, outputs stacked for the gates."""
+  if mmoe.expert_dnn.hidden_units:
+    raise ConfigError(f'{path}: set expert_dnn (with num_expert) or the deprecated experts list, '
+                      'not both')
+  if mmoe.num_expert not in (0, len(mmoe.experts)):
+    raise ConfigError(f'{path}.num_expert: {mmoe.num_expert}, but the experts list has '
+                      f'{len(mmoe.experts)} experts (leave num_expert unset with experts)')
+  _unique([e.expert_name for e in mmoe.experts], f'{path}.experts', 'expert_name')
+  for i, expert in enumerate(mmoe.experts):
+    if not expert.dnn.hidden_units:
+      raise ConfigError(f'{path}.experts[{i}].dnn.hidden_units: an expert needs at least one layer')
+    _validate_dnn(expert.dnn, f'{path}.experts[{i}].dnn')
+  widths = {e.expert_name: e.dnn.hidden_units[-1] for e in mmoe.experts}
+  if len(set(widths.values())) > 1:
+    raise ConfigError(f'{path}.experts: the gates mix the experts\' outputs, so their last '
+                      f'hidden_units must agree; got {widths}')
 
 
 def _validate_towers(towers, path, label_fields):

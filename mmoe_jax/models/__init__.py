@@ -50,9 +50,10 @@ def build_model(config, vocab_multiple=1):
   if config.model_config.model_class == 'MultiTaskModel':
     return multi_task_model(config, vocab_multiple)
   mmoe = config.model_config.mmoe
+  experts = tuple((e.expert_name, dnn_spec(e.dnn)) for e in mmoe.experts)
   return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
-              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=mmoe.num_expert,
-              task_towers=tower_specs(config))
+              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=len(experts) or mmoe.num_expert,
+              task_towers=tower_specs(config), experts=experts)
 
 
 def multi_task_model(config, vocab_multiple=1):

@@ -35,12 +35,28 @@ def predictions(logits, towers):
   return out
 
 
+class ExpertList(nn.Module):
+  """EasyRec's deprecated `experts` list: one Dnn per expert, named by its expert_name.
+
+  The experts may differ in depth and width (not in their last width), so they cannot
+  share one [E, D, H] stack: each runs its own matmuls. [B, D] -> [B, E, H].
+  """
+  experts: tuple[tuple[str, DnnSpec], ...]  # (expert_name, dnn)
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    return jnp.stack([Dnn(spec, name=name)(x, train=train) for name, spec in self.experts],
+                     axis=1)
+
+
 class MMoE(nn.Module):
   """Shared experts, one softmax gate per task, one tower per task.
 
   For task k: gate_k = softmax(x W_k + b_k) over E experts, mixed_k = sum_e gate_k[e]
   f_e(x), logits_k = tower_k(mixed_k) (paper, eq. 5-6). The experts run as one stacked
-  Dnn ([E, ...] parameters); the gates read the same input x as the experts.
+  Dnn ([E, ...] parameters), or, given `experts` (EasyRec's deprecated list, whose
+  experts may differ in shape), as an ExpertList; the gates read the same input x as
+  the experts.
 
   Returns (logits, aux): logits[tower_name] is [B] for num_class 1, else [B, C];
   aux['gate_weights'][tower_name] is [B, E]; aux['embedding_l2'] is l2_loss of the
@@ -50,15 +66,20 @@ class MMoE(nn.Module):
   expert_dnn: DnnSpec
   num_expert: int
   task_towers: tuple[TowerSpec, ...]
+  experts: tuple[tuple[str, DnnSpec], ...] = ()  # set: expert_dnn is unused, E = len(experts)
 
   @nn.compact
   def __call__(self, inputs, *, train: bool = False):
     embedded = Embedding(self.features, name='embedding')(inputs)
     x = jnp.concatenate(embedded, axis=-1)  # [B, D]
-    experts = Dnn(self.expert_dnn, self.num_expert, name='expert_dnn')(x, train=train)  # [B, E, H]
+    if self.experts:
+      experts = ExpertList(self.experts, name='experts')(x, train=train)  # [B, E, H]
+    else:
+      experts = Dnn(self.expert_dnn, self.num_expert, name='expert_dnn')(x, train=train)
+    num_expert = experts.shape[1]
     logits, gates = {}, {}
     for tower in self.task_towers:
-      gates[tower.tower_name] = gate(x, self.num_expert, f'gate_{tower.tower_name}')  # [B, E]
+      gates[tower.tower_name] = gate(x, num_expert, f'gate_{tower.tower_name}')  # [B, E]
       logits[tower.tower_name] = tower_logits(mix(gates[tower.tower_name], experts), tower, train)
     return logits, dict(gate_weights=gates, embedding_l2=embedding_l2(embedded, self.features))
 

@@ -1,0 +1,358 @@
+"""EasyRec pipeline configs (protobuf text format): reading, EasyRec's rules, errors, conversion."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from absl import flags
+
+from conftest import EASYREC_CONFIGS
+from mmoe_jax import cli
+from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
+from mmoe_jax.data import synthetic
+from mmoe_jax.models import build_model
+from mmoe_jax.training import train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = sorted(glob.glob(os.path.join(EASYREC_CONFIGS, '*.config')))
+
+# A small pipeline; the tests replace FEATURES, EXPERTS, TOWERS, or add fields to train_config
+# (TRAIN), data_config (DATA), model_config (MODEL) or the top level (EXTRA); INPUT_TYPE is
+# data_config.input_type.
+BASE = """
+# two labels, two features, the built-in MMoE
+model_dir: "experiments/small"
+train_config {
+  optimizer_config { adam_optimizer { learning_rate { constant_learning_rate {} } } }
+  num_steps: 10
+  TRAIN
+}
+data_config {
+  input_fields { input_name: "clk" input_type: INT32 }
+  input_fields { input_name: "buy" input_type: INT32 }
+  input_fields { input_name: "user" input_type: STRING }
+  input_fields { input_name: "item" input_type: STRING }
+  label_fields: ["clk", "buy"]
+  batch_size: 8
+  input_type: INPUT_TYPE
+  DATA
+}
+FEATURES
+model_config {
+  model_class: "MMoE"
+  feature_groups { group_name: "all" feature_names: ["user", "item"] }
+  mmoe {
+    EXPERTS
+    TOWERS
+  }
+  MODEL
+}
+EXTRA
+"""
+FEATURES = """
+feature_configs { input_names: "user" feature_type: IdFeature embedding_dim: 4
+                  hash_bucket_size: 100 }
+feature_configs { input_names: "item" feature_type: IdFeature embedding_dim: 4 num_buckets: 50 }
+"""
+EXPERTS = 'expert_dnn { hidden_units: [8, 4] } num_expert: 2'
+TOWERS = """
+task_towers { tower_name: "ctr" label_name: "clk" dnn { hidden_units: [4] } }
+task_towers { tower_name: "cvr" label_name: "buy" dnn { hidden_units: [4] } }
+"""
+
+
+def pipeline(tmp_path, name='pipeline.config', **parts):
+  """Writes BASE with its parts replaced (FEATURES=..., EXTRA=...) and returns the path."""
+  text = BASE
+  defaults = dict(FEATURES=FEATURES, EXPERTS=EXPERTS, TOWERS=TOWERS, TRAIN='', DATA='', MODEL='',
+                  EXTRA='', INPUT_TYPE='CSVInput')
+  for key, default in defaults.items():
+    text = text.replace(key, parts.get(key, default))
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def unsupported(path):
+  with pytest.raises(ConfigError) as e:
+    load_config(path)
+  return str(e.value)
+
+
+def test_shared_configs_are_there():
+  assert [os.path.basename(p) for p in SHARED] == ['mmoe_backbone_taobao.config',
+                                                    'mmoe_taobao.config']
+
+
+@pytest.mark.parametrize('path', SHARED, ids=os.path.basename)
+def test_shared_configs_load_and_validate(path):
+  c = validate(load_config(path))
+  towers = model_params(c.model_config).task_towers
+  assert [(t.tower_name, t.label_name) for t in towers] == [('ctr', 'clk'), ('cvr', 'buy')]
+  assert c.data_config.batch_size == 4096 and len(c.data_config.input_fields) == 20
+  assert c.feature_configs[-1].num_buckets == 50 and c.feature_configs[-2].separator == '|'
+  assert c.model_config.embedding_regularization == 5e-5
+  lr = c.train_config.optimizer_config.adam_optimizer.learning_rate
+  assert lr.exponential_decay_learning_rate.min_learning_rate == 1e-7
+  assert lr.exponential_decay_learning_rate.staircase  # EasyRec's default, unset in the file
+  if c.model_config.model_class == 'MMoE':
+    m = c.model_config.mmoe
+    assert m.expert_dnn.hidden_units == (256, 192, 128, 64) and m.num_expert == 4
+    assert m.expert_dnn.use_bn  # EasyRec's DNN default (configs/mmoe.py turns it off)
+    assert c.train_config.num_steps == 5000
+  else:
+    assert [b.name for b in c.model_config.backbone.blocks] == ['all', 'senet', 'mmoe']
+    assert c.model_config.backbone.blocks[2].keras_layer.mmoe.num_expert == 3
+    assert c.train_config.num_steps == 200
+
+
+@pytest.mark.parametrize('path', SHARED, ids=os.path.basename)
+def test_converted_file_loads_as_the_same_config(path, tmp_path):
+  converted = tmp_path / 'mine.py'
+  converted.write_text(easyrec.to_python(path))
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+  assert validate(load_config(str(converted))).to_dict() == validate(load_config(path)).to_dict()
+
+
+def test_convert_script_writes_a_config_file(tmp_path):
+  path = pipeline(tmp_path, EXPERTS="""
+      experts { expert_name: "a" dnn { hidden_units: [8, 4] } }
+      experts { expert_name: "b" dnn { hidden_units: [4] } }""",
+                  FEATURES='feature_config { features { input_names: "user" embedding_dim: 4 '
+                  'hash_bucket_size: 9 } features { input_names: "item" embedding_dim: 4 '
+                  'vocab_list: ["x", "y"] } }',
+                  TRAIN='sync_replicas: true')
+  out = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'convert_easyrec_config.py'),
+                        path], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+  assert out.returncode == 0, out.stderr[-2000:]
+  converted = tmp_path / 'mine.py'
+  converted.write_text(out.stdout)
+  assert 'def get_config(arg=None):' in out.stdout
+  assert 'train_config.sync_replicas = True' in out.stdout  # noted as dropped
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+  with pytest.raises(ConfigError, match='unknown'):
+    load_config(f'{converted}:tiny')  # no variants
+
+
+def test_text_format_forms(tmp_path):
+  # Comments, both repeated forms, both quotes with escapes, ':' before '{' or not, '<>'
+  # delimiters, ';' and ',' separators, enums as bare names.
+  path = pipeline(tmp_path, TOWERS="""
+      task_towers: {  # with ':'
+        tower_name: 'ctr'; label_name: "clk",
+        dnn < hidden_units: 6 hidden_units: 4 dropout_ratio: [0.5] activation: "tf.nn.relu" >
+        loss_type: CLASSIFICATION
+        metrics_set: [{auc {}}, {auc {num_thresholds: 1000}}]
+      }
+      task_towers {
+        tower_name: "c\\"v\\x72"  # escapes: c"vr
+        label_name: 'b' "uy"      # adjacent strings are concatenated
+        dnn { hidden_units: [] }
+        weight: 2
+      }""")
+  c = validate(load_config(path))
+  ctr, cvr = c.model_config.mmoe.task_towers
+  assert ctr.dnn.hidden_units == (6, 4) and ctr.dnn.dropout_ratio == (0.5,)
+  assert ctr.dnn.activation == 'relu' and len(ctr.metrics_set) == 2
+  assert ctr.metrics_set[1].auc.num_thresholds == 1000
+  assert cvr.tower_name == 'c"vr' and cvr.label_name == 'buy' and cvr.weight == 2.0
+  assert cvr.dnn.hidden_units == ()
+  assert c.model_config.feature_groups[0].feature_names == ('user', 'item')
+  assert c.data_config.input_fields[0].input_type == 'INT32'
+
+
+def test_both_feature_layouts_read_the_same(tmp_path):
+  v2 = FEATURES.replace('feature_configs {', 'features {')
+  nested = pipeline(tmp_path, 'nested.config', FEATURES=f'feature_config {{ {v2} }}')
+  assert load_config(nested).to_dict() == load_config(pipeline(tmp_path)).to_dict()
+  both = pipeline(tmp_path, 'both.config', FEATURES=f'feature_config {{ {v2} }}\n{FEATURES}')
+  with pytest.raises(ConfigError, match=r'set feature_config \{ features \{...\} \} or '
+                     'feature_configs'):
+    load_config(both)
+
+
+def test_towers_take_label_fields_in_order_without_label_name(tmp_path):
+  path = pipeline(tmp_path,
+                  TOWERS='task_towers { tower_name: "a" } task_towers { tower_name: "b" }')
+  towers = validate(load_config(path)).model_config.mmoe.task_towers
+  assert [t.label_name for t in towers] == ['clk', 'buy']
+  three = pipeline(tmp_path, 'three.config', TOWERS='task_towers { tower_name: "a" } '
+                   'task_towers { tower_name: "b" } task_towers { tower_name: "c" }')
+  with pytest.raises(ConfigError, match=r'task_towers\[2\]\.label_name: unset, and '
+                     r'data_config\.label_fields has no entry 2'):
+    validate(load_config(three))
+
+
+def test_deprecated_experts_of_different_shapes(tmp_path):
+  path = pipeline(tmp_path, EXPERTS="""
+      experts { expert_name: "e1" dnn { hidden_units: [16, 8] use_bn: false } }
+      experts { expert_name: "e2" dnn { hidden_units: [8] } }
+      experts { expert_name: "e3" dnn { hidden_units: [32, 12, 8] } }""")
+  c = validate(load_config(path))
+  assert [e.expert_name for e in c.model_config.mmoe.experts] == ['e1', 'e2', 'e3']
+  model = build_model(c)
+  assert model.num_expert == 3 and model.experts[2][1].hidden_units == (32, 12, 8)
+  features = {'user': np.array([1, 2]), 'item': np.array([3, 4])}
+  variables = model.init(jax.random.PRNGKey(0), features)
+  experts = variables['params']['experts']
+  assert experts['e3']['dnn_2']['kernel'].shape == (12, 8)
+  assert 'bn_0' not in experts['e1'] and 'bn_0' in experts['e2']
+  assert variables['params']['gate_ctr']['kernel'].shape == (8, 3)
+
+
+@pytest.mark.parametrize('experts, match', [
+    ('experts { expert_name: "a" dnn { hidden_units: [8, 4] } } '
+     'experts { expert_name: "b" dnn { hidden_units: [6] } }',
+     r"model_config\.mmoe\.experts: the gates mix .* last hidden_units must agree; "
+     r"got \{'a': 4, 'b': 6\}"),
+    ('expert_dnn { hidden_units: [4] } experts { expert_name: "a" dnn { hidden_units: [4] } }',
+     r'model_config\.mmoe: set expert_dnn \(with num_expert\) or the deprecated experts list'),
+    ('num_expert: 3 experts { expert_name: "a" dnn { hidden_units: [4] } }',
+     r'model_config\.mmoe\.num_expert: 3, but the experts list has 1'),
+    ('experts { expert_name: "a" dnn { hidden_units: [4] } } '
+     'experts { expert_name: "a" dnn { hidden_units: [4] } }',
+     r"model_config\.mmoe\.experts\[1\]\.expert_name: 'a' is repeated"),
+])
+def test_deprecated_experts_errors(tmp_path, experts, match):
+  with pytest.raises(ConfigError, match=match):
+    validate(load_config(pipeline(tmp_path, EXPERTS=experts)))
+
+
+@pytest.mark.parametrize('vocab, ok', [
+    ('hash_bucket_size: 10', True), ('num_buckets: 10', True), ('vocab_list: ["a", "b"]', True),
+    ('', False), ('hash_bucket_size: 10 num_buckets: 10', False),
+    ('num_buckets: 10 vocab_list: "a"', False)])
+def test_exactly_one_vocabulary_per_feature(tmp_path, vocab, ok):
+  features = FEATURES.replace('num_buckets: 50', vocab)
+  config = load_config(pipeline(tmp_path, FEATURES=features))
+  if ok:
+    validate(config)
+  else:
+    with pytest.raises(ConfigError, match=r'feature_configs\[1\] \(item\): set exactly one of '
+                       'hash_bucket_size, num_buckets, vocab_list'):
+      validate(config)
+
+
+def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
+  features = (FEATURES.replace('num_buckets: 50', 'vocab_file: "v.txt" num_buckets: 50')
+              .replace('"user" feature_type: IdFeature', '"user" feature_type: SequenceFeature'))
+  path = pipeline(
+      tmp_path, FEATURES=features,
+      EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
+      TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
+      INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
+      EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
+      TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
+                  losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
+  message = unsupported(path)
+  expected = [
+      'kafka_train_input: Kafka input: no meaning in mmoe_jax',
+      'data_config.input_type = OdpsInputV2: ODPS input: no meaning in mmoe_jax',
+      'feature_configs[0].feature_type = SequenceFeature: not implemented',
+      "feature_configs[1].vocab_file = 'v.txt': not implemented",
+      'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
+      'model_config.mmoe.task_towers[0].loss_type = JRC_LOSS: not implemented',
+      'model_config.mmoe.task_towers[0].losses: not implemented',
+      'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
+      'model_config.loss_weight_strategy = Uncertainty: not implemented',
+      'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
+      'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
+      'train_config.fine_tune_checkpoint = x: not implemented',
+  ]
+  for line in expected:
+    assert line in message
+  assert f'these {len(expected)} fields or values' in message
+  assert message.startswith(f'{path}: ')
+
+
+def test_unknown_field_gets_a_suggestion(tmp_path):
+  path = pipeline(tmp_path, EXPERTS='expert_dnn { hiden_units: [4] } num_expert: 2')
+  assert ("model_config.mmoe.expert_dnn.hiden_units: unknown field of DNN (did you mean "
+          "'hidden_units'?)") in unsupported(path)
+
+
+def test_unknown_enum_value_lists_the_supported_ones(tmp_path):
+  path = pipeline(tmp_path, TOWERS='task_towers { tower_name: "ctr" loss_type: CLASIFICATION }')
+  assert ('task_towers[0].loss_type = CLASIFICATION: not a value mmoe_jax knows; supported: '
+          'CLASSIFICATION, L2_LOSS') in unsupported(path)
+
+
+def test_no_op_fields_are_accepted_and_noted(tmp_path):
+  path = pipeline(tmp_path, TRAIN='sync_replicas: true train_distribute: NoStrategy',
+                  DATA='num_parallel_calls: 4')
+  assert load_config(path).to_dict() == load_config(pipeline(tmp_path, 'plain.config')).to_dict()
+  source = easyrec.to_python(path)
+  assert 'train_config.sync_replicas = True' in source
+  assert 'data_config.num_parallel_calls = 4' in source
+
+
+def test_syntax_and_type_errors_name_file_and_line(tmp_path):
+  path = pipeline(tmp_path, TRAIN='save_checkpoints_steps: "ten"')
+  with pytest.raises(ConfigError, match=rf'{path}:\d+:\d+ : .*save_checkpoints_steps'):
+    load_config(path)
+  path = pipeline(tmp_path, 'open.config', EXTRA='eval_config {')
+  with pytest.raises(ConfigError, match=rf'{path}:\d+:\d+'):
+    load_config(path)
+  with pytest.raises(ConfigError, match='takes no :arg'):
+    load_config(f'{path}:tiny')
+  with pytest.raises(ConfigError, match='missing.config: config file not found'):
+    load_config(str(tmp_path / 'missing.config'))
+
+
+def test_command_line_overrides_work_on_config_files():
+  argv = ['prog', f'--config={SHARED[-1]}', '--config.train_config.num_steps=7',
+          '--config.model_config.mmoe.task_towers[1].weight=2',
+          '--config.model_config.mmoe.expert_dnn.hidden_units=(8,4)']
+  fv = flags.FlagValues()
+  holder = cli.define_config_flag(fv, sys_argv=argv)
+  fv(argv)
+  c = validate(holder.value)
+  assert c.train_config.num_steps == 7 and c.model_config.mmoe.task_towers[1].weight == 2.0
+  assert c.model_config.mmoe.expert_dnn.hidden_units == (8, 4)
+
+
+def test_tables_match_the_schema():
+  messages = {}
+
+  def collect(message):
+    messages[message.name] = message
+    for spec in message.fields.values():
+      spec = spec.item if isinstance(spec, schema.Repeated) else spec
+      spec = spec.message if isinstance(spec, schema.Optional) else spec
+      if isinstance(spec, schema.Message):
+        collect(spec)
+
+  collect(easyrec.PIPELINE_FILE)
+  for name, fields in easyrec.UNSUPPORTED.items():
+    assert name in messages, name
+    assert not set(fields) & set(messages[name].fields), name  # not both supported and not
+  for (name, field), values in easyrec.ENUMS.items():
+    assert isinstance(messages[name].fields[field], str) and not set(values.known) & set(
+        values.supported)
+
+
+def test_shared_config_trains_end_to_end(tmp_path):
+  """The built-in MMoE's .config, unchanged, trains on generated data of its schema; only
+  paths and sizes are overridden, as --config.* flags would (see the overrides test)."""
+  train, test = str(tmp_path / 'train.csv'), str(tmp_path / 'test.csv')
+  synthetic.write_csv(train, 1000, seed=0, split='train')
+  synthetic.write_csv(test, 300, seed=0, split='eval')
+  config = load_config(os.path.join(EASYREC_CONFIGS, 'mmoe_taobao.config'))
+  config.train_input_path, config.eval_input_path = train, test
+  config.model_dir = str(tmp_path / 'model')
+  config.train_config.update(num_steps=6, save_checkpoints_steps=6)
+  config.data_config.batch_size = 64
+  mmoe = config.model_config.mmoe
+  mmoe.expert_dnn.hidden_units = (16, 8)
+  for tower in mmoe.task_towers:
+    tower.dnn.hidden_units = (8,)
+  for feature in config.feature_configs:
+    feature.hash_bucket_size = min(feature.hash_bucket_size, 1000)
+  final = train_lib.train_and_evaluate(config)
+  assert final['step'] == 6
+  assert 0 < final['auc_ctr'] < 1 and 0 < final['auc_cvr'] < 1
