@@ -126,3 +126,14 @@ def test_task_correlation_config_checks_its_schema():
   config.feature_configs[0].raw_input_dim = 7
   with pytest.raises(ConfigError, match=r'feature_configs\[0\].raw_input_dim: 7 != synthetic'):
     validate(config)
+
+
+def test_seeds_of_an_easyrec_pipeline_config(tmp_path):
+  from conftest import EASYREC_CONFIGS
+  path = os.path.join(EASYREC_CONFIGS, 'mmoe_taobao.config')
+  if not os.path.exists(path):
+    pytest.skip(f'{path} not present')
+  module, runs = sweep.load_runs(path, seeds=3)
+  groups = sweep.group_runs(module, runs)
+  assert len(groups) == 1 and [c.seed for _, c in groups[0][1]] == [0, 1, 2]
+  assert groups[0][1][0][1].model_config.mmoe.num_expert == 4

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import models
 from mmoe_jax import sharding as sharding_lib
-from mmoe_jax.config import import_config, validate
+from mmoe_jax.config import import_config, load_config, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import train_lib
 from mmoe_jax.training.optimizer import base_learning_rate
@@ -93,7 +94,10 @@ def get_path(config, path):
 
 def load_runs(config_file, arg=None, seeds=0):
   """(module, runs): the file's `sweep(add, arg)` runs, or with seeds=N, N seeds of get_config(arg)."""
-  module = import_config(config_file)
+  if config_file.endswith('.py'):
+    module = import_config(config_file)
+  else:  # an EasyRec pipeline config: seeds of it (it has no sweep)
+    module = types.SimpleNamespace(get_config=lambda _: load_config(config_file))
   runs = []
   if seeds:
     runs = [Run(arg or '', seed=s) for s in range(seeds)]
