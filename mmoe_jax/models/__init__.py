@@ -1,5 +1,7 @@
 """Models. `build_model` is the one place where config becomes modules."""
 
+import jax.numpy as jnp
+
 from mmoe_jax.config import block_order, input_block, model_params, vocab_size
 from mmoe_jax.models import registry
 from mmoe_jax.models.backbone import Backbone, BlockSpec, InputLayer, MultiTaskModel
@@ -40,13 +42,19 @@ def tower_specs(config):
                for t in model_params(config.model_config).task_towers)
 
 
+def compute_dtype(config):
+  """The activations' dtype: bf16 under train_config.mixed_precision 'BF16', else fp32."""
+  return jnp.bfloat16 if config.train_config.mixed_precision == 'BF16' else jnp.float32
+
+
 def build_model(config):
   """A validated config -> the Flax module it describes."""
   if config.model_config.model_class == 'MultiTaskModel':
     return multi_task_model(config)
   mmoe = config.model_config.mmoe
   return MMoE(features=feature_specs(config), expert_dnn=dnn_spec(mmoe.expert_dnn),
-              num_expert=mmoe.num_expert, task_towers=tower_specs(config))
+              num_expert=mmoe.num_expert, task_towers=tower_specs(config),
+              dtype=compute_dtype(config))
 
 
 def multi_task_model(config):
@@ -77,8 +85,8 @@ def multi_task_model(config):
       feature_groups=tuple((g, tuple(f.feature_name for f in fs)) for g, fs in groups.items()),
       backbone=Backbone(tuple(specs), tuple(backbone.concat_blocks),
                         tuple(backbone.output_blocks), top_mlp),
-      task_towers=tower_specs(config))
+      task_towers=tower_specs(config), dtype=compute_dtype(config))
 
 
-__all__ = ['build_model', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
+__all__ = ['build_model', 'compute_dtype', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
            'Embedding', 'FeatureSpec', 'DnnSpec', 'TowerSpec']
