@@ -103,17 +103,23 @@ class Optimizer:
     return {**dense, 'embedding': {**dense['embedding'], **tables}}
 
   def perturbations(self, features):
-    """Zeros shaped as the lazy tables' looked-up vectors, by feature name ({} if dense)."""
-    return {name: jnp.zeros(features[name].shape + (self.embedding_dims[name],), jnp.float32)
-            for names in self.tables.values() for name in names}
+    """Zeros shaped as the lazy tables' looked-up vectors, in the Embedding module's scope
+    by feature name ({} if dense)."""
+    if not self.tables:
+      return {}
+    return {'embedding': {
+        name: jnp.zeros(features[name].shape + (self.embedding_dims[name],), jnp.float32)
+        for names in self.tables.values() for name in names}}
 
   def init(self, params):
     dense, tables = self.split(params)
     if not self.tables:
       return self.tx.init(params)
-    zeros = {name: jnp.zeros_like(t) for name, t in tables.items()}
-    return dict(dense=self.tx.init(dense), count=jnp.zeros((), jnp.int32), mu=zeros,
-                nu=dict(zeros))
+    def zeros():  # distinct buffers: the train step donates the state
+      return {name: jnp.zeros_like(t) for name, t in tables.items()}
+
+    return dict(dense=self.tx.init(dense), count=jnp.zeros((), jnp.int32), mu=zeros(),
+                nu=zeros())
 
   def apply(self, grads, lookup_grads, opt_state, params, features):
     """Returns (params, opt_state) after one step.
@@ -124,7 +130,8 @@ class Optimizer:
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return jax.tree.map(jnp.add, params, updates), opt_state
     dense, tables = self.split(params)
-    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads, features)
+    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads['embedding'],
+                                  features)
             for name in self.tables}
     if self.clip_norm > 0:  # one global norm over dense and row gradients, as dense Adam
       grads, rows = self._clip(grads, rows)
@@ -154,7 +161,7 @@ class Optimizer:
     return unique, jax.ops.segment_sum(grads, slot.reshape(-1), num_segments=ids.shape[0])
 
   def _clip(self, grads, rows):
-    norm = optax.global_norm((grads, {n: g for n, (_, g) in rows.items()}))
+    norm = optax.tree.norm((grads, {n: g for n, (_, g) in rows.items()}))
     scale = jnp.minimum(1.0, self.clip_norm / jnp.maximum(norm, 1e-30))
     grads = jax.tree.map(lambda g: g * scale, grads)
     return grads, {n: (ids, g * scale) for n, (ids, g) in rows.items()}
