@@ -56,7 +56,9 @@ class Embedding(nn.Module):
         outputs.append((x.astype(jnp.float32)[:, None] * table[0]).astype(self.dtype))
         continue
       mask = (x >= 0)[..., None].astype(self.dtype)
-      vectors = self.perturb(spec.feature_name, jnp.take(table, jnp.maximum(x, 0), axis=0))
+      vectors = jnp.take(table, jnp.maximum(x, 0), axis=0)
+      if not self.is_initializing():  # init would add a 'perturbations' collection
+        vectors = self.perturb(spec.feature_name, vectors)
       vectors = vectors.astype(self.dtype) * mask
       if spec.kind == 'tag':
         vectors = vectors.sum(axis=1)
