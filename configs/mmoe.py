@@ -9,6 +9,8 @@ synthetic taobao data (mmoe_jax/data/synthetic.py), written as EasyRec CSV.
   python scripts/train.py --config=configs/mmoe.py            # CPU-sized default
   python scripts/train.py --config=configs/mmoe.py:full       # EasyRec's batch 4096, 5000 steps
   python scripts/train.py --config=configs/mmoe.py:tiny       # seconds; for smoke tests
+  python scripts/train.py --config=configs/mmoe.py:table_scale=100,lazy_adam  # 71M table rows,
+      # and lazy_adam_optimizer: only the rows a batch looks up are updated
   python scripts/train.py --config=configs/mmoe.py \
       --config.train_input_path=train.csv --config.eval_input_path=test.csv
 """
@@ -39,11 +41,11 @@ GROUP_ALL = ('user_id', 'cms_segid', 'cms_group_id', 'age_level', 'pvalue_level'
              'tag_category_list', 'tag_brand_list')
 
 
-def feature_configs(embedding_dim=16):
+def feature_configs(embedding_dim=16, table_scale=1):
   features = [dict(input_names=(name,), feature_type='IdFeature', embedding_dim=embedding_dim,
-                   hash_bucket_size=size) for name, size in HASH_BUCKETS.items()]
+                   hash_bucket_size=size * table_scale) for name, size in HASH_BUCKETS.items()]
   features += [dict(input_names=(name,), feature_type='TagFeature', embedding_dim=embedding_dim,
-                    hash_bucket_size=100000, separator='|')
+                    hash_bucket_size=100000 * table_scale, separator='|')
                for name in ('tag_category_list', 'tag_brand_list')]
   features.append(dict(input_names=('price',), feature_type='IdFeature',
                        embedding_dim=embedding_dim, num_buckets=50))
@@ -64,7 +66,7 @@ def task_tower(tower_name, label_name, hidden_units):
 
 
 def get_config(arg=None):
-  arg = parse_arg(arg, full=False, tiny=False)
+  arg = parse_arg(arg, full=False, tiny=False, table_scale=1, lazy_adam=False)
   hidden = (256, 192, 128, 64)
   config = dict(
       train_input_path='',  # '' = generate the embedded synthetic data under model_dir
@@ -88,7 +90,7 @@ def get_config(arg=None):
           num_epochs=10000,
           input_type='CSVInput',
       ),
-      feature_configs=feature_configs(),
+      feature_configs=feature_configs(table_scale=arg.table_scale),
       model_config=dict(
           model_class='MMoE',
           feature_groups=(dict(group_name='all', feature_names=GROUP_ALL, wide_deep='DEEP'),),
@@ -114,4 +116,7 @@ def get_config(arg=None):
         expert_dnn=dnn((16, 8)), num_expert=3,
         task_towers=(task_tower('ctr', 'clk', (8,)), task_tower('cvr', 'buy', (8,))))
     config['synthetic'].update(train_rows=2000, eval_rows=500)
+  if arg.lazy_adam:  # the same Adam, lazy on the embedding tables
+    optimizer = config['train_config']['optimizer_config']
+    optimizer['lazy_adam_optimizer'] = optimizer.pop('adam_optimizer')
   return complete(config)

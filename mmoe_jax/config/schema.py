@@ -234,6 +234,10 @@ DATA_CONFIG = Message(
     eval_batch_size=4096,
     cache_dir='',  # not in EasyRec: '' = <model_dir>/cache
     tfds=TFDS,  # not in EasyRec: read with input_type 'TFDSInput'
+    # not in EasyRec: how batches reach the train step. 'device': the whole cache on the
+    # device, batches gathered inside the jitted step; 'streaming': a background thread
+    # builds and transfers batches ahead of use; 'auto': device when the cache fits.
+    input_mode='auto',
 )
 
 # easy_rec/python/protos/optimizer.proto
@@ -256,11 +260,14 @@ LEARNING_RATE = Message(
     exponential_decay_learning_rate=EXPONENTIAL_DECAY_LR,
 )
 ADAM = Message('AdamOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
+# Adam whose embedding tables update only the rows a batch looks up (dense Adam elsewhere)
+LAZY_ADAM = Message('LazyAdamOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
 OPTIMIZER_CONFIG = Message(
     'Optimizer',
-    oneof=('adam_optimizer',),
+    oneof=('adam_optimizer', 'lazy_adam_optimizer'),
     oneof_required=True,
     adam_optimizer=ADAM,
+    lazy_adam_optimizer=LAZY_ADAM,
     use_moving_average=False,
 )
 
@@ -274,6 +281,12 @@ TRAIN_CONFIG = Message(
     keep_checkpoint_max=10,
     log_step_count_steps=10,
     save_summary_steps=1000,  # accepted; summaries are written every log_step_count_steps
+    # not in EasyRec (TorchEasyRec's field): '' (fp32) or 'BF16': bf16 activations and
+    # matmuls; parameters, optimizer state and the loss stay fp32
+    mixed_precision='',
+    # not in EasyRec: train steps per device dispatch in input_mode 'device'; it must divide
+    # log_step_count_steps and save_checkpoints_steps. 0 = the largest divisor of both <= 100
+    steps_per_dispatch=0,
 )
 
 # easy_rec/python/protos/eval.proto

@@ -104,10 +104,19 @@ def validate(config):
     raise ConfigError('train_config.keep_checkpoint_max: must be > 0')
   if train.optimizer_config.use_moving_average:
     raise ConfigError('train_config.optimizer_config.use_moving_average: not supported yet')
-  lr = train.optimizer_config.adam_optimizer.learning_rate
+  optimizer = optimizer_name(train.optimizer_config)
+  lr = train.optimizer_config[optimizer].learning_rate
   if 'exponential_decay_learning_rate' in lr and lr.exponential_decay_learning_rate.decay_steps <= 0:
-    raise ConfigError('train_config.optimizer_config.adam_optimizer.learning_rate.'
+    raise ConfigError(f'train_config.optimizer_config.{optimizer}.learning_rate.'
                       'exponential_decay_learning_rate.decay_steps: must be > 0')
+  train.mixed_precision = train.mixed_precision.upper()
+  _one_of(train.mixed_precision, ('', 'FP32', 'BF16'), 'train_config.mixed_precision')
+  _one_of(data.input_mode, ('auto', 'device', 'streaming'), 'data_config.input_mode')
+  k = train.steps_per_dispatch
+  if k < 0 or (k and (train.log_step_count_steps % k or train.save_checkpoints_steps % k)):
+    raise ConfigError(f'train_config.steps_per_dispatch: {k} must be 0 (auto) or divide '
+                      'log_step_count_steps and save_checkpoints_steps, so that logs and '
+                      'checkpoints land on their steps')
   _validate_sharding(config.sharding)
   config.lock()
   return config
@@ -194,6 +203,11 @@ def _validate_task_correlation(config):
     if f.input_names[0] not in (tc.INPUT,):
       raise ConfigError(f'feature_configs[{i}].input_names: the {path} data has only the '
                         f'input {tc.INPUT!r}, got {f.input_names[0]!r}')
+
+
+def optimizer_name(optimizer_config):
+  """The optimizer_config oneof that is set: 'adam_optimizer' or 'lazy_adam_optimizer'."""
+  return 'lazy_adam_optimizer' if 'lazy_adam_optimizer' in optimizer_config else 'adam_optimizer'
 
 
 def vocab_size(feature):

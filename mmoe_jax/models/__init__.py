@@ -1,5 +1,7 @@
 """Models. `build_model` is the one place where config becomes modules."""
 
+import jax.numpy as jnp
+
 from mmoe_jax.config import block_order, input_block, model_params, vocab_size
 from mmoe_jax.models import registry
 from mmoe_jax.models.backbone import Backbone, BlockSpec, InputLayer, MultiTaskModel
@@ -41,6 +43,11 @@ def tower_specs(config):
                for t in model_params(config.model_config).task_towers)
 
 
+def compute_dtype(config):
+  """The activations' dtype: bf16 under train_config.mixed_precision 'BF16', else fp32."""
+  return jnp.bfloat16 if config.train_config.mixed_precision == 'BF16' else jnp.float32
+
+
 def build_model(config, vocab_multiple=1):
   """A validated config -> the Flax module it describes.
 
@@ -53,7 +60,7 @@ def build_model(config, vocab_multiple=1):
   experts = tuple((e.expert_name, dnn_spec(e.dnn)) for e in mmoe.experts)
   return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
               expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=len(experts) or mmoe.num_expert,
-              task_towers=tower_specs(config), experts=experts)
+              task_towers=tower_specs(config), experts=experts, dtype=compute_dtype(config))
 
 
 def multi_task_model(config, vocab_multiple=1):
@@ -84,8 +91,8 @@ def multi_task_model(config, vocab_multiple=1):
       feature_groups=tuple((g, tuple(f.feature_name for f in fs)) for g, fs in groups.items()),
       backbone=Backbone(tuple(specs), tuple(backbone.concat_blocks),
                         tuple(backbone.output_blocks), top_mlp),
-      task_towers=tower_specs(config))
+      task_towers=tower_specs(config), dtype=compute_dtype(config))
 
 
-__all__ = ['build_model', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
+__all__ = ['build_model', 'compute_dtype', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
            'Embedding', 'FeatureSpec', 'DnnSpec', 'TowerSpec']

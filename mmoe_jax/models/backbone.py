@@ -212,10 +212,11 @@ class MultiTaskModel(nn.Module):
   feature_groups: tuple[tuple[str, tuple[str, ...]], ...]  # (group name, feature names)
   backbone: Backbone
   task_towers: tuple[TowerSpec, ...]
+  dtype: Any = jnp.float32  # the embeddings' output dtype, as MMoE's
 
   @nn.compact
   def __call__(self, inputs, *, train: bool = False):
-    embedded = Embedding(self.features, name='embedding')(inputs)
+    embedded = Embedding(self.features, self.dtype, name='embedding')(inputs)
     by_name = dict(zip((f.feature_name for f in self.features), embedded))
     groups = {group: [by_name[name] for name in names] for group, names in self.feature_groups}
     out, block_aux = self.backbone(groups, train=train)

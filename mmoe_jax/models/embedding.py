@@ -1,6 +1,7 @@
 """Embedding tables from the feature configs, looked up per feature."""
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -31,8 +32,15 @@ class Embedding(nn.Module):
   padded_rows is [V + padded_rows, D]: its first V rows are initialized exactly as the
   unpadded table's, the padding is zero, and no id reaches it, so it stays zero (zero
   gradient, zero Adam update) and the model computes what the unpadded one does.
+
+  Every id and tag lookup passes through `perturb(feature_name)`: a no-op unless the
+  caller passes a 'perturbations' collection, whose gradient is then the gradient of
+  the looked-up vectors, so that a sparse optimizer gets row gradients without a dense
+  [V, D] table gradient (training/optimizer.py). Outputs are cast to `dtype` (bf16 under
+  mixed precision) after the lookup, so tables stay fp32.
   """
   features: tuple[FeatureSpec, ...]
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs):
@@ -41,7 +49,7 @@ class Embedding(nn.Module):
     for spec in self.features:
       x = inputs[spec.feature_name]
       if spec.kind == 'dense' and not spec.embedding_dim:
-        outputs.append(x.astype(jnp.float32).reshape(x.shape[0], -1))
+        outputs.append(x.astype(self.dtype).reshape(x.shape[0], -1))
         continue
       if spec.embedding_name not in tables:
         init = _padded(nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5),
@@ -50,10 +58,13 @@ class Embedding(nn.Module):
             spec.embedding_name, init, (spec.vocab_size, spec.embedding_dim))
       table = tables[spec.embedding_name]
       if spec.kind == 'dense':  # EasyRec's "field embedding": value * a learned vector
-        outputs.append(x.astype(jnp.float32)[:, None] * table[0])
+        outputs.append((x.astype(jnp.float32)[:, None] * table[0]).astype(self.dtype))
         continue
-      mask = (x >= 0)[..., None].astype(table.dtype)
-      vectors = jnp.take(table, jnp.maximum(x, 0), axis=0) * mask
+      mask = (x >= 0)[..., None].astype(self.dtype)
+      vectors = jnp.take(table, jnp.maximum(x, 0), axis=0)
+      if not self.is_initializing():  # init would add a 'perturbations' collection
+        vectors = self.perturb(spec.feature_name, vectors)
+      vectors = vectors.astype(self.dtype) * mask
       if spec.kind == 'tag':
         vectors = vectors.sum(axis=1)
         if spec.combiner == 'mean':
@@ -71,5 +82,5 @@ def _padded(init, rows):
 
 def embedding_l2(embedded, features):
   """l2_loss of the looked-up embeddings: EasyRec's embedding_regularization applies to these."""
-  return sum(jnp.sum(jnp.square(e)) / 2
+  return sum(jnp.sum(jnp.square(e.astype(jnp.float32))) / 2
              for e, spec in zip(embedded, features) if spec.embedding_dim)

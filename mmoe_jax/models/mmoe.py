@@ -1,6 +1,7 @@
 """The built-in MMoE (Ma et al., KDD 2018), as EasyRec's `model_class: "MMoE"`."""
 
 import dataclasses
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -61,16 +62,18 @@ class MMoE(nn.Module):
   Returns (logits, aux): logits[tower_name] is [B] for num_class 1, else [B, C];
   aux['gate_weights'][tower_name] is [B, E]; aux['embedding_l2'] is l2_loss of the
   looked-up embeddings (EasyRec's embedding_regularization applies to those).
+  `dtype` is the embeddings' output dtype; the layers compute in their params' dtype.
   """
   features: tuple[FeatureSpec, ...]
   expert_dnn: DnnSpec
   num_expert: int
   task_towers: tuple[TowerSpec, ...]
   experts: tuple[tuple[str, DnnSpec], ...] = ()  # set: expert_dnn is unused, E = len(experts)
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, inputs, *, train: bool = False):
-    embedded = Embedding(self.features, name='embedding')(inputs)
+    embedded = Embedding(self.features, self.dtype, name='embedding')(inputs)
     x = jnp.concatenate(embedded, axis=-1)  # [B, D]
     if self.experts:
       experts = ExpertList(self.experts, name='experts')(x, train=train)  # [B, E, H]

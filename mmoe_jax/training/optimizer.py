@@ -1,12 +1,26 @@
-"""optax optimizers and learning-rate schedules from EasyRec's train_config."""
+"""Optimizers and learning-rate schedules from EasyRec's train_config.
 
+`Optimizer` is what the train step uses: EasyRec's adam_optimizer (optax Adam over every
+parameter) or lazy_adam_optimizer, which keeps Adam for the dense layers but updates an
+embedding table's rows, and their moments, only where the batch looks them up (TF's
+LazyAdamOptimizer, which EasyRec's lazy_adam_optimizer builds). A dense Adam step reads
+and writes every row of every table: with large tables that is most of a step's time.
+"""
+
+import jax
 import jax.numpy as jnp
 import optax
+
+from mmoe_jax.config import optimizer_name
+
+# TF1's AdamOptimizer epsilon is 1e-8, as optax's default.
+EPSILON = 1e-8
 
 
 def base_learning_rate(train_config):
   """The configured rate: constant_learning_rate.learning_rate or initial_learning_rate."""
-  lr = train_config.optimizer_config.adam_optimizer.learning_rate
+  optimizer = train_config.optimizer_config
+  lr = optimizer[optimizer_name(optimizer)].learning_rate
   if 'constant_learning_rate' in lr:
     return lr.constant_learning_rate.learning_rate
   return lr.exponential_decay_learning_rate.initial_learning_rate
@@ -41,12 +55,152 @@ def learning_rate_schedule(learning_rate, base=None):
   return schedule
 
 
-def make_optimizer(train_config, learning_rate=None):
-  """Returns (optax transformation, schedule); `learning_rate` as `base` above."""
-  adam = train_config.optimizer_config.adam_optimizer
+def make_optimizer(train_config, clip=True, learning_rate=None):
+  """Returns (optax Adam with the configured schedule, schedule); `clip`: chain
+  gradient_clipping_by_norm in front (the lazy optimizer clips all gradients itself);
+  `learning_rate` as learning_rate_schedule's `base`."""
+  adam = train_config.optimizer_config[optimizer_name(train_config.optimizer_config)]
   schedule = learning_rate_schedule(adam.learning_rate, learning_rate)
-  # TF1's AdamOptimizer epsilon is 1e-8, as optax's default.
-  tx = optax.adam(schedule, b1=adam.beta1, b2=adam.beta2, eps=1e-8)
-  if train_config.gradient_clipping_by_norm > 0:
+  tx = optax.adam(schedule, b1=adam.beta1, b2=adam.beta2, eps=EPSILON)
+  if clip and train_config.gradient_clipping_by_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(train_config.gradient_clipping_by_norm), tx)
   return tx, schedule
+
+
+def lazy_tables(features):
+  """{table name: feature names that look it up} for tables only id and tag features read.
+
+  A table that a dense feature scales (a field embedding, one row) stays dense.
+  """
+  tables, dense = {}, set()
+  for spec in features:
+    if not spec.embedding_dim:
+      continue
+    if spec.kind == 'dense':
+      dense.add(spec.embedding_name)
+    else:
+      tables.setdefault(spec.embedding_name, []).append(spec.feature_name)
+  return {name: tuple(f) for name, f in tables.items() if name not in dense}
+
+
+class Optimizer:
+  """The train step's optimizer: `split` the params, differentiate, then `apply`.
+
+  With adam_optimizer nothing is split: the step differentiates every parameter and
+  the state is optax Adam's. With lazy_adam_optimizer the step differentiates the
+  dense parameters and the embeddings' `perturbations` (one per looked-up feature,
+  models/embedding.py), never a whole table; `apply` sums those into one gradient per
+  distinct id (a sort, static shapes) and updates just those rows.
+  """
+
+  def __init__(self, train_config, features):
+    self.lazy = optimizer_name(train_config.optimizer_config) == 'lazy_adam_optimizer'
+    self.tables = lazy_tables(features) if self.lazy else {}
+    self.train_config = train_config
+    # For init (Adam's state does not depend on the rate) and the configured schedule.
+    self.tx, self.schedule = make_optimizer(train_config, clip=not self.lazy)
+    adam = train_config.optimizer_config[optimizer_name(train_config.optimizer_config)]
+    self.b1, self.b2 = adam.beta1, adam.beta2
+    self.clip_norm = train_config.gradient_clipping_by_norm
+    self.embedding_dims = {s.feature_name: s.embedding_dim for s in features}
+
+  def rate(self, step, learning_rate=None):
+    """The learning rate at `step` for a base rate (None: the configured one)."""
+    return make_optimizer(self.train_config, learning_rate=learning_rate)[1](step)
+
+  def split(self, params):
+    """(dense params, lazy tables): differentiate the first, read the second."""
+    if not self.tables:
+      return params, {}
+    embedding = dict(params['embedding'])
+    tables = {name: embedding.pop(name) for name in self.tables}
+    return {**params, 'embedding': embedding}, tables
+
+  @staticmethod
+  def merge(dense, tables):
+    if not tables:
+      return dense
+    return {**dense, 'embedding': {**dense['embedding'], **tables}}
+
+  def perturbations(self, features):
+    """Zeros shaped as the lazy tables' looked-up vectors, in the Embedding module's scope
+    by feature name ({} if dense)."""
+    if not self.tables:
+      return {}
+    return {'embedding': {
+        name: jnp.zeros(features[name].shape + (self.embedding_dims[name],), jnp.float32)
+        for names in self.tables.values() for name in names}}
+
+  def init(self, params):
+    dense, tables = self.split(params)
+    if not self.tables:
+      return self.tx.init(params)
+    def zeros():  # distinct buffers: the train step donates the state
+      return {name: jnp.zeros_like(t) for name, t in tables.items()}
+
+    return dict(dense=self.tx.init(dense), count=jnp.zeros((), jnp.int32), mu=zeros(),
+                nu=zeros())
+
+  def apply(self, grads, lookup_grads, opt_state, params, features, learning_rate=None):
+    """Returns (params, opt_state) after one step.
+
+    grads: of split(params)[0]; lookup_grads: of perturbations(features); learning_rate:
+    this state's base rate (a vmapped sweep's replicas each have their own), or None for
+    the configured one. Adam is rebuilt around it: its state's structure does not depend on
+    the rate.
+    """
+    tx, schedule = make_optimizer(self.train_config, clip=not self.lazy,
+                                  learning_rate=learning_rate)
+    if not self.tables:
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return jax.tree.map(jnp.add, params, updates), opt_state
+    dense, tables = self.split(params)
+    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads['embedding'],
+                                  features)
+            for name in self.tables}
+    if self.clip_norm > 0:  # one global norm over dense and row gradients, as dense Adam
+      grads, rows = self._clip(grads, rows)
+    updates, dense_state = tx.update(grads, opt_state['dense'], dense)
+    dense = jax.tree.map(jnp.add, dense, updates)
+    count = opt_state['count'] + 1
+    # As optax.adam, so a row every step touches follows dense Adam exactly.
+    lr = schedule(opt_state['count'])
+    mu, nu = dict(opt_state['mu']), dict(opt_state['nu'])
+    for name, (ids, g) in rows.items():
+      tables[name], mu[name], nu[name] = self._update_rows(
+          tables[name], mu[name], nu[name], ids, g, count, lr)
+    return self.merge(dense, tables), dict(dense=dense_state, count=count, mu=mu, nu=nu)
+
+  def _row_grads(self, name, vocab_size, lookup_grads, features):
+    """(distinct ids [n], summed gradients [n, D]) of one table over its features.
+
+    n is the number of lookups, a static size; unused slots hold the id vocab_size,
+    which gathers as zeros and scatters nowhere. Missing ids (-1) go there too.
+    """
+    ids = jnp.concatenate([features[f].reshape(-1) for f in self.tables[name]])
+    grads = jnp.concatenate([lookup_grads[f].reshape(-1, lookup_grads[f].shape[-1])
+                             for f in self.tables[name]])
+    ids = jnp.where(ids >= 0, ids, vocab_size)
+    unique, slot = jnp.unique(ids, size=ids.shape[0], fill_value=vocab_size,
+                              return_inverse=True)
+    return unique, jax.ops.segment_sum(grads, slot.reshape(-1), num_segments=ids.shape[0])
+
+  def _clip(self, grads, rows):
+    norm = optax.tree.norm((grads, {n: g for n, (_, g) in rows.items()}))
+    scale = jnp.minimum(1.0, self.clip_norm / jnp.maximum(norm, 1e-30))
+    grads = jax.tree.map(lambda g: g * scale, grads)
+    return grads, {n: (ids, g * scale) for n, (ids, g) in rows.items()}
+
+  def _update_rows(self, table, mu, nu, ids, g, count, lr):
+    def get(x):
+      return x.at[ids].get(mode='fill', fill_value=0, indices_are_sorted=True)
+
+    def put(x, rows):
+      return x.at[ids].set(rows, mode='drop', indices_are_sorted=True)
+
+    m = self.b1 * get(mu) + (1 - self.b1) * g
+    v = self.b2 * get(nu) + (1 - self.b2) * jnp.square(g)
+    m_hat = m / (1 - self.b1 ** count).astype(m.dtype)
+    v_hat = v / (1 - self.b2 ** count).astype(v.dtype)
+    rows = get(table) - lr * (m_hat / (jnp.sqrt(v_hat) + EPSILON))
+    return put(table, rows), put(mu, m), put(nu, v)

@@ -26,8 +26,9 @@ from mmoe_jax import models
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import model_params, validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import losses
-from mmoe_jax.training.optimizer import base_learning_rate, make_optimizer
+from mmoe_jax.training import input_pipeline, losses, precision
+from mmoe_jax.training.input_pipeline import BatchSampler, batch  # re-exported: train_lib's API
+from mmoe_jax.training.optimizer import Optimizer, base_learning_rate
 
 log = logging.getLogger('mmoe_jax')
 
@@ -55,22 +56,21 @@ def train_and_evaluate(config):
   if start:
     log.info('resumed from %s at step %d', ckpt.directory, start)
   writer = SummaryWriters(config.model_dir) if lead else None
-  # Each process builds only the rows of every global batch that its devices hold.
-  rows = sharding_lib.process_rows(trainer.batch_sharding, batch_size)
   sampler = BatchSampler(train_data.num_rows, batch_size, config.seed,
                          config.data_config.shuffle)
+  train_input = input_pipeline.make(config, trainer, train_data, sampler)
+  log.info('input_mode %s', train_input.mode)
   train_cfg = config.train_config
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
                   disable=not lead)
   last_time, last_step = time.perf_counter(), start
   result = {}
-  for step in range(start, num_steps):
-    host_batch = batch(train_data, sampler.indices(step)[rows])
-    state, step_metrics = trainer.train_step(
-        state, sharding_lib.global_batch(host_batch, trainer.batch_sharding, batch_size))
-    bar.update(batch_size)
-    done = step + 1
+  # Each chunk of steps ends on or before the next log or checkpoint step (input_pipeline).
+  for steps in train_input.chunks(start, num_steps):
+    state, step_metrics = train_input.run(state, steps)
+    bar.update(len(steps) * batch_size)
+    done = steps.stop
     if done % train_cfg.log_step_count_steps == 0 or done == num_steps:
       check_finite(state, ckpt)
       now = time.perf_counter()
@@ -90,6 +90,7 @@ def train_and_evaluate(config):
           record_eval(config.model_dir, writer, done, result)
           bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
       last_time = time.perf_counter()  # examples/s counts training steps only
+  train_input.close()
   bar.close()
   ckpt.wait()
   if lead:
@@ -167,43 +168,6 @@ def total_steps(config, num_rows):
   return min(steps)
 
 
-def batch(columns, indices):
-  """A host batch: {'features': {name: array}, 'labels': {name: array}}."""
-  rows = columns.take(indices)
-  return dict(features=rows.features, labels=rows.labels)
-
-
-class BatchSampler:
-  """Row indices of the batch at any step, a pure function of (seed, step).
-
-  Each epoch is a fresh permutation (seeded by the epoch number), and batches run
-  across epoch boundaries, so a resumed run sees exactly the batches that an
-  uninterrupted run would have.
-  """
-
-  def __init__(self, num_rows, batch_size, seed, shuffle=True):
-    self.num_rows, self.batch_size, self.seed, self.shuffle = num_rows, batch_size, seed, shuffle
-    self._epoch, self._perm = None, None
-
-  def _permutation(self, epoch):
-    if epoch != self._epoch:
-      self._epoch = epoch
-      self._perm = (np.random.default_rng((self.seed, epoch)).permutation(self.num_rows)
-                    if self.shuffle else np.arange(self.num_rows))
-    return self._perm
-
-  def indices(self, step, num_steps=None):
-    """The batch of `step` [batch_size], or of num_steps steps from it [num_steps, batch_size]."""
-    count = 1 if num_steps is None else num_steps
-    positions = np.arange(step * self.batch_size, (step + count) * self.batch_size)
-    epochs, offsets = np.divmod(positions, self.num_rows)
-    out = np.empty(positions.size, dtype=np.int64)
-    for epoch in np.unique(epochs):
-      sel = epochs == epoch
-      out[sel] = self._permutation(int(epoch))[offsets[sel]]
-    return out if num_steps is None else out.reshape(count, self.batch_size)
-
-
 class Trainer:
   """The model, optimizer and jitted steps for one config."""
 
@@ -216,7 +180,9 @@ class Trainer:
     self.towers = model_params(config.model_config).task_towers
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = models.tower_specs(config)
-    self.tx, _ = make_optimizer(config.train_config)  # for init: its state ignores the rate
+    self.optimizer = Optimizer(config.train_config, self.model.features)
+    self.tx, self.schedule = self.optimizer.tx, self.optimizer.schedule
+    self.dtype = models.compute_dtype(config)
     self.example = example
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh, config.sharding)
     self._predict = jax.jit(self._predict_fn, out_shardings=NamedSharding(self.mesh, P()))
@@ -255,7 +221,7 @@ class Trainer:
     variables = self.model.init({'params': init_key}, self.example['features'], train=False)
     params = variables['params']
     return dict(step=jnp.zeros((), jnp.int32), params=params,
-                batch_stats=variables.get('batch_stats', {}), opt_state=self.tx.init(params),
+                batch_stats=variables.get('batch_stats', {}), opt_state=self.optimizer.init(params),
                 rng=dropout_key, hparams=dict(learning_rate=jnp.asarray(learning_rate, jnp.float32)),
                 nonfinite_step=jnp.full((), -1, jnp.int32))
 
@@ -271,29 +237,37 @@ class Trainer:
 
   def _train_step(self, state, batch):
     rng = jax.random.fold_in(state['rng'], state['step'])
+    # A lazy optimizer differentiates the looked-up vectors, not its tables (optimizer.py).
+    dense, tables = self.optimizer.split(state['params'])
 
-    def loss_fn(params):
+    def loss_fn(dense, perturbations):
+      params = self.optimizer.merge(dense, tables)
+      variables = {'params': precision.compute_params(params, self.dtype),
+                   'batch_stats': state['batch_stats']}
+      if perturbations:
+        variables['perturbations'] = perturbations
       (logits, aux), updated = self.model.apply(
-          {'params': params, 'batch_stats': state['batch_stats']}, batch['features'],
-          train=True, mutable=['batch_stats'], rngs={'dropout': rng})
+          variables, batch['features'], train=True, mutable=['batch_stats'],
+          rngs={'dropout': rng})
       loss, terms = losses.total_loss(
           logits, aux, params, batch['labels'], self.towers, self.l2_regularization,
           self.config.model_config.embedding_regularization)
       return loss, (terms, updated.get('batch_stats', {}))
 
-    grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state['params'])
-    # The optimizer is rebuilt around this state's learning rate (its state's structure does
-    # not depend on the rate), so replicas of a vmapped sweep can each have their own.
-    tx, schedule = make_optimizer(self.config.train_config, state['hparams']['learning_rate'])
-    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    params = jax.tree.map(jnp.add, state['params'], updates)
+    (grads, lookup_grads), (terms, batch_stats) = jax.grad(
+        loss_fn, argnums=(0, 1), has_aux=True)(
+            dense, self.optimizer.perturbations(batch['features']))
+    params, opt_state = self.optimizer.apply(grads, lookup_grads, state['opt_state'],
+                                             state['params'], batch['features'],
+                                             state['hparams']['learning_rate'])
     step = state['step']
     # Remember the first step whose loss was not finite; the loop checks it at log and
     # checkpoint time, so no step waits on a host round trip.
     bad = ~jnp.isfinite(terms['total_loss']) & (state['nonfinite_step'] < 0)
     new_state = dict(state, step=step + 1, params=params, batch_stats=batch_stats,
                      opt_state=opt_state, nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
-    return new_state, dict(terms, learning_rate=schedule(step))
+    return new_state, dict(terms, learning_rate=self.optimizer.rate(
+        step, state['hparams']['learning_rate']))
 
   def _predict_fn(self, params, batch_stats, features):
     logits, aux = self.model.apply({'params': params, 'batch_stats': batch_stats}, features,
