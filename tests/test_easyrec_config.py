@@ -356,3 +356,13 @@ def test_shared_config_trains_end_to_end(tmp_path):
   final = train_lib.train_and_evaluate(config)
   assert final['step'] == 6
   assert 0 < final['auc_ctr'] < 1 and 0 < final['auc_cvr'] < 1
+
+
+def test_lazy_adam_optimizer_is_read(tmp_path):
+  path = pipeline(tmp_path, TRAIN='')
+  text = open(path).read().replace('adam_optimizer { learning_rate',
+                                   'lazy_adam_optimizer { beta2: 0.99 learning_rate')
+  (tmp_path / 'lazy.config').write_text(text)
+  config = validate(load_config(str(tmp_path / 'lazy.config')))
+  assert 'lazy_adam_optimizer' in config.train_config.optimizer_config
+  assert config.train_config.optimizer_config.lazy_adam_optimizer.beta2 == 0.99

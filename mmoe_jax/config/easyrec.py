@@ -91,9 +91,9 @@ UNSUPPORTED = {
         **_fields(_no_meaning('TF graph dump'), 'write_graph', accepts=ANY),
     },
     'Optimizer': {
-        **_fields(NOT_IMPLEMENTED + ' (Adam only)', 'rms_prop_optimizer', 'momentum_optimizer',
-                  'momentumw_optimizer', 'adamw_optimizer', 'adagrad_optimizer', 'ftrl_optimizer',
-                  'lazy_adam_optimizer'),
+        **_fields(NOT_IMPLEMENTED + ' (Adam and LazyAdam only)', 'rms_prop_optimizer',
+                  'momentum_optimizer', 'momentumw_optimizer', 'adamw_optimizer',
+                  'adagrad_optimizer', 'ftrl_optimizer'),
         **_fields(_no_meaning('PAI-TF asynchronous optimizer'), 'adam_async_optimizer',
                   'adam_asyncw_optimizer'),
         **_fields(NOT_IMPLEMENTED, 'moving_average_decay', 'embedding_learning_rate_multiplier'),
