@@ -39,9 +39,11 @@ def test_two_processes_train_like_one(tmp_path):
       env=dict(env, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
                JAX_PROCESS_ID=str(i), XLA_FLAGS='--xla_force_host_platform_device_count=2'))
       for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  # After, not beside, the pair: a collective waits at most 30 s for the other process
+  # (gloo's fixed timeout), so the pair should not compete with a third job for the CPU.
   single = subprocess.run(train_command(tmp_path / 'one'), capture_output=True, text=True,
                           env=env, timeout=600)
-  outputs = [p.communicate(timeout=600) for p in procs]
   assert single.returncode == 0, single.stderr[-3000:]
   for p, (out, err) in zip(procs, outputs):
     assert p.returncode == 0, err[-3000:]

@@ -70,7 +70,7 @@ def nbytes(columns):
 
 def device_memory_bytes(device=None):
   """The device's memory; a CPU device reports none, so the host's physical memory."""
-  stats = (device or jax.devices()[0]).memory_stats() or {}
+  stats = (device or jax.local_devices()[0]).memory_stats() or {}
   if 'bytes_limit' in stats:
     return stats['bytes_limit']
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
