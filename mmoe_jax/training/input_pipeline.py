@@ -20,6 +20,7 @@ import queue
 import threading
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mmoe_jax import sharding as sharding_lib
@@ -111,13 +112,18 @@ def make(config, trainer, columns, sampler):
   return Streaming(trainer, columns, sampler)
 
 
-def _scan_steps(train_step, state, data, indices):
-  """Steps indices[0], indices[1], ... (each [B] rows of `data`); the last step's metrics."""
+def gather(data, rows):
+  """The batch of `rows` of device-resident columns."""
+  return jax.tree.map(lambda column: jnp.take(column, rows, axis=0), data)
 
-  def one_step(state, idx):
-    return train_step(state, jax.tree.map(lambda column: column[idx], data))
 
-  state, metrics = jax.lax.scan(one_step, state, indices)
+def scan_steps(step, state, data, indices):
+  """step(state, data, indices[i]) for each i, in one lax.scan; the last step's metrics.
+
+  `step` gathers its batch from `data` (see gather), so the same scan serves a single run
+  and a vmapped sweep, whose rows carry a replica axis.
+  """
+  state, metrics = jax.lax.scan(lambda state, idx: step(state, data, idx), state, indices)
   return state, jax.tree.map(lambda m: m[-1], metrics)
 
 
@@ -133,7 +139,8 @@ class DeviceResident:
   def __init__(self, trainer, columns, sampler, steps_per_dispatch):
     self.sampler, self.steps_per_dispatch = sampler, steps_per_dispatch
     self.data = jax.device_put(dict(features=columns.features, labels=columns.labels))
-    self._run = jax.jit(functools.partial(_scan_steps, trainer._train_step), donate_argnums=0)
+    step = lambda state, data, rows: trainer._train_step(state, gather(data, rows))
+    self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)
 
   def chunks(self, start, stop):
     k = self.steps_per_dispatch
@@ -143,7 +150,7 @@ class DeviceResident:
       start = end
 
   def indices(self, steps):
-    return np.stack([self.sampler.indices(s) for s in steps]).astype(np.int32)
+    return self.sampler.indices(steps.start, len(steps)).astype(np.int32)
 
   def run(self, state, steps):
     return self._run(state, self.data, self.indices(steps))

@@ -275,39 +275,45 @@ class Trainer:
     return models.predictions(logits, self.tower_specs)
 
   def predict(self, state, columns):
-    """EasyRec's prediction dict over all rows, as numpy, in row order.
-
-    Batches are eval_batch_size rows; the last one is padded (and trimmed) so that
-    every call has the same shape and compiles once.
-    """
-    size = min(self.config.data_config.eval_batch_size, columns.num_rows)
-    chunks = []
-    for start in range(0, columns.num_rows, size):
-      idx = np.arange(start, start + size)
-      idx[idx >= columns.num_rows] = 0
-      out = self._predict(state['params'], state['batch_stats'], batch(columns, idx)['features'])
-      chunks.append(jax.device_get(out))
+    """EasyRec's prediction dict over all rows, as numpy, in row order."""
+    chunks = [jax.device_get(self._predict(state['params'], state['batch_stats'],
+                                           batch(columns, rows)['features']))
+              for rows in eval_chunks(columns.num_rows, self.config.data_config.eval_batch_size)]
     n = columns.num_rows
     return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
 
   def evaluate(self, state, columns, oracle=None):
-    """Metrics over the whole eval set; oracle_auc_<tower> where the true probs are known.
+    """Metrics over the whole eval set (see tower_results)."""
+    return tower_results(self.towers, self.predict(state, columns), columns, oracle)
 
-    `oracle` holds the true probability of every row of the eval file, by label name; it
-    lines up with `columns` unless malformed rows were skipped.
-    """
-    predictions = self.predict(state, columns)
-    if oracle is not None and columns.skipped_rows:
-      log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
-                  columns.skipped_rows)
-      oracle = None
-    result = {}
-    for tower in self.towers:
-      result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
-      if oracle is not None and tower.label_name in oracle:
-        result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
-            columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
-    return result
+
+def eval_chunks(num_rows, eval_batch_size):
+  """Row indices of the eval batches: eval_batch_size rows each, the last one padded with
+  row 0 (callers trim it), so that every call has the same shape and compiles once."""
+  size = min(eval_batch_size, num_rows)
+  for start in range(0, num_rows, size):
+    rows = np.arange(start, start + size)
+    rows[rows >= num_rows] = 0
+    yield rows
+
+
+def tower_results(towers, predictions, columns, oracle=None):
+  """Each tower's metrics; oracle_auc_<tower> where the true probabilities are known.
+
+  `oracle` holds the true probability of every row of the eval file, by label name; it
+  lines up with `columns` unless malformed rows were skipped.
+  """
+  if oracle is not None and columns.skipped_rows:
+    log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
+                columns.skipped_rows)
+    oracle = None
+  result = {}
+  for tower in towers:
+    result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
+    if oracle is not None and tower.label_name in oracle:
+      result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
+          columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
+  return result
 
 
 def check_finite(state, ckpt):
