@@ -30,7 +30,8 @@ from absl import flags
 from mmoe_jax import cli
 from mmoe_jax.config import optimizer_name, validate
 from mmoe_jax.data import csv_input, synthetic
-from mmoe_jax.training import input_pipeline, train_lib
+from mmoe_jax.training import evaluation, input_pipeline
+from mmoe_jax.training import trainer as trainer_lib
 
 ROWS = flags.DEFINE_integer('rows', 1_000_000, 'Rows to write, cache and train on.')
 EVAL_ROWS = flags.DEFINE_integer('eval_rows', 100_000, 'Rows to evaluate (of the same data).')
@@ -129,7 +130,7 @@ def train_rates(config, trainer, data):
 
 def cost_analysis(trainer, state, data):
   """FLOPs and bytes of one compiled train step, per example (XLA's estimate)."""
-  example = train_lib.batch(data, np.arange(trainer.config.data_config.batch_size))
+  example = input_pipeline.batch(data, np.arange(trainer.config.data_config.batch_size))
   cost = trainer.train_step.lower(state, example).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   n = trainer.config.data_config.batch_size
@@ -140,11 +141,11 @@ def cost_analysis(trainer, state, data):
 def eval_rate(trainer, state, data):
   rows = data.take(np.arange(min(EVAL_ROWS.value, data.num_rows)))
   size = min(trainer.config.data_config.eval_batch_size, rows.num_rows)
-  trainer.evaluate(state, rows.take(np.arange(size)))  # compiles
+  evaluation.evaluate(trainer, state, rows.take(np.arange(size)))  # compiles
   evaluated = 0
   start = time.perf_counter()
   while not evaluated or time.perf_counter() - start < SECONDS.value:
-    trainer.evaluate(state, rows)
+    evaluation.evaluate(trainer, state, rows)
     evaluated += rows.num_rows
   return dict(eval_rows=rows.num_rows,
               eval_examples_per_s=round(evaluated / (time.perf_counter() - start)))
@@ -163,7 +164,7 @@ def main():
     data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'))
     result.update(rates)
     if not INPUT_ONLY.value:
-      trainer = train_lib.Trainer(config, train_lib.batch(data, np.arange(2)))
+      trainer = trainer_lib.Trainer(config, input_pipeline.batch(data, np.arange(2)))
       result['embedding_rows'] = sum(
           t.shape[0] for t in jax.tree.leaves(jax.eval_shape(trainer.init_state)['params']
                                               ['embedding']))

@@ -23,7 +23,8 @@ from absl import flags
 
 from mmoe_jax import cli
 from mmoe_jax.config import validate
-from mmoe_jax.training import sweep, train_lib
+from mmoe_jax.training import input_pipeline, sweep
+from mmoe_jax.training import trainer as trainer_lib
 
 REPLICAS = flags.DEFINE_integer('replicas', 100, 'Number of runs (seeds 0..R-1).')
 STEPS = flags.DEFINE_integer('steps', 200, 'Train steps per run.')
@@ -51,10 +52,10 @@ def scan_run(group, steps, chunk):
 
 def train_step_run(trainer, columns, seed, steps):
   """One run through Trainer.train_step with host batches (scripts/train.py's step)."""
-  sampler = train_lib.BatchSampler(columns.num_rows, trainer.config.data_config.batch_size, seed)
+  sampler = input_pipeline.BatchSampler(columns.num_rows, trainer.config.data_config.batch_size, seed)
   state = trainer.init_state(seed)
   for step in range(steps):
-    state, metrics = trainer.train_step(state, train_lib.batch(columns, sampler.indices(step)))
+    state, metrics = trainer.train_step(state, input_pipeline.batch(columns, sampler.indices(step)))
   return metrics
 
 
@@ -85,13 +86,13 @@ def main():
   run_times = []
   for seed in range(replicas):  # the same compiled step; each run its own init and batches
     single.seeds = np.array([seed], np.int32)
-    single.samplers = [train_lib.BatchSampler(single.num_rows, batch, seed)]
+    single.samplers = [input_pipeline.BatchSampler(single.num_rows, batch, seed)]
     run_times.append(sum(scan_run(single, steps, chunk)))
   result['sequential'] = report(sum(run_times), sum(run_times[1:]),
                                 (replicas - 1) * steps * batch)
 
   columns = single.train_columns[0]
-  trainer = train_lib.Trainer(base, example=train_lib.batch(columns, np.arange(2)))
+  trainer = trainer_lib.Trainer(base, example=input_pipeline.batch(columns, np.arange(2)))
   run_times = [timed(lambda: train_step_run(trainer, columns, seed, steps))
                for seed in range(replicas)]
   result['sequential_train'] = report(sum(run_times), sum(run_times[1:]),

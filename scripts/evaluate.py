@@ -8,14 +8,14 @@ import json
 from absl import flags
 
 from mmoe_jax import cli
-from mmoe_jax.training import train_lib
+from mmoe_jax.training import evaluation
 
 INPUT_PATH = flags.DEFINE_string('input_path', None, 'CSV to evaluate on (default: the '
                                  "config's eval_input_path).")
 
 
 def main():
-  print(json.dumps(train_lib.evaluate_checkpoint(cli.CONFIG.value, INPUT_PATH.value)), flush=True)
+  print(json.dumps(evaluation.evaluate_checkpoint(cli.CONFIG.value, INPUT_PATH.value)), flush=True)
 
 
 if __name__ == '__main__':

@@ -10,15 +10,15 @@ multi-class tower, whose class probabilities are probs_<tower>_<k>).
 from absl import flags
 
 from mmoe_jax import cli
-from mmoe_jax.training import train_lib
+from mmoe_jax.training import evaluation
 
 INPUT_PATH = flags.DEFINE_string('input_path', None, 'CSV to predict, in the config\'s format.')
 OUTPUT_PATH = flags.DEFINE_string('output_path', None, 'Where to write the predictions CSV.')
 
 
 def main():
-  predictions = train_lib.predict(cli.CONFIG.value, INPUT_PATH.value)
-  train_lib.write_predictions(predictions, OUTPUT_PATH.value)
+  predictions = evaluation.predict_checkpoint(cli.CONFIG.value, INPUT_PATH.value)
+  evaluation.write_predictions(predictions, OUTPUT_PATH.value)
 
 
 if __name__ == '__main__':

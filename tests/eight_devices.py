@@ -12,7 +12,8 @@ from jax.sharding import PartitionSpec as P
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import train_lib
+from mmoe_jax.training import input_pipeline
+from mmoe_jax.training import trainer as trainer_lib
 
 assert jax.device_count() == 8, 'run with XLA_FLAGS=--xla_force_host_platform_device_count=8'
 
@@ -21,13 +22,13 @@ def setup(tiny_config, **sharding):
   tiny_config.sharding.update(sharding)
   config = validate(tiny_config)
   columns = data_lib.load(data_lib.input_paths(config)[0], config)
-  return config, columns, train_lib.Trainer(config, train_lib.batch(columns, np.arange(2)))
+  return config, columns, trainer_lib.Trainer(config, input_pipeline.batch(columns, np.arange(2)))
 
 
 def train(trainer, columns, steps, state=None):
   state = trainer.create_state() if state is None else state
   for step in range(steps):
-    state, metrics = trainer.train_step(state, train_lib.batch(columns, np.arange(64) + 64 * step))
+    state, metrics = trainer.train_step(state, input_pipeline.batch(columns, np.arange(64) + 64 * step))
   return state, jax.device_get(metrics)
 
 
@@ -67,8 +68,8 @@ def test_undividable_table_without_padding_names_feature_and_fields(tiny_config)
 
 def test_sharded_training_matches_one_device(tiny_config):
   config, columns, sharded = setup(tiny_config)
-  single = train_lib.Trainer(validate(_with(tiny_config, mesh_shape=(1, 1))),
-                             train_lib.batch(columns, np.arange(2)))
+  single = trainer_lib.Trainer(validate(_with(tiny_config, mesh_shape=(1, 1))),
+                             input_pipeline.batch(columns, np.arange(2)))
   a, metrics_a = train(sharded, columns, 5)
   b, metrics_b = train(single, columns, 5)
   for key in metrics_a:
@@ -95,7 +96,7 @@ def test_compiled_step_moves_no_table_larger_than_a_batch(tiny_config):
   """
   config, columns, trainer = setup(tiny_config)
   state = trainer.abstract_state()
-  hlo = trainer.train_step.lower(state, train_lib.batch(columns, np.arange(64))).compile().as_text()
+  hlo = trainer.train_step.lower(state, input_pipeline.batch(columns, np.arange(64))).compile().as_text()
   tables = {tuple(t.shape) for t in state['params']['embedding'].values() if t.shape[0] > 64}
   assert (100000, 16) in tables and (104, 16) in tables
   collectives = re.findall(r'= f32\[([\d,]*)\][^ ]* (all-gather|all-reduce|reduce-scatter|'
@@ -112,9 +113,9 @@ def test_restore_on_four_devices_of_a_checkpoint_saved_on_eight(tiny_config):
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, 2)
   ckpt.save(2, state)
   ckpt.wait()
-  four = train_lib.Trainer(validate(_with(tiny_config, mesh_shape=(4, 1))),
-                           train_lib.batch(columns, np.arange(2)))
-  restored = train_lib.restore(checkpoint_lib.Checkpointer(config.model_dir, 2), four)
+  four = trainer_lib.Trainer(validate(_with(tiny_config, mesh_shape=(4, 1))),
+                           input_pipeline.batch(columns, np.arange(2)))
+  restored = checkpoint_lib.restore(checkpoint_lib.Checkpointer(config.model_dir, 2), four)
   assert int(restored['step']) == 2
   for name, table in restored['params']['embedding'].items():
     rows = four.vocab_rows[name]

@@ -12,10 +12,12 @@ import pytest
 import mmoe
 import mmoe_backbone
 from mmoe_jax.config import ConfigError, block_order, complete, model_params, schema, validate
-from mmoe_jax.models import MMoE, MultiTaskModel, build_model, registry
+from mmoe_jax.builder import build_model
+from mmoe_jax.models import MMoE, MultiTaskModel, registry
 from mmoe_jax.models.backbone import InputLayer
 from mmoe_jax.models.layers import SENet
 from mmoe_jax.training import train_lib
+from mmoe_jax.training import trainer as trainer_lib
 from test_model import bn_config, init, random_features
 
 block = mmoe_backbone.block
@@ -439,6 +441,6 @@ def test_backbone_config_trains_end_to_end(tmp_path):
   with open(os.path.join(config.model_dir, 'metrics.jsonl')) as f:
     assert [json.loads(line)['step'] for line in f] == [10, 20]
   # kernel_l2 sees the backbone's kernels: the regularization is model_params' l2 on them.
-  trainer = train_lib.Trainer(validate(config), example=None)
+  trainer = trainer_lib.Trainer(validate(config), example=None)
   assert trainer.l2_regularization == 1e-6
   assert [t.tower_name for t in trainer.towers] == ['ctr', 'cvr']

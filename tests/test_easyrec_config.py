@@ -14,7 +14,7 @@ from conftest import EASYREC_CONFIGS
 from mmoe_jax import cli
 from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
 from mmoe_jax.data import synthetic
-from mmoe_jax.models import build_model
+from mmoe_jax.builder import build_model
 from mmoe_jax.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

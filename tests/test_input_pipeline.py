@@ -7,6 +7,7 @@ import pytest
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import ConfigError, validate
 from mmoe_jax.training import input_pipeline, train_lib
+from mmoe_jax.training import trainer as trainer_lib
 
 
 def _setup(config):
@@ -14,7 +15,7 @@ def _setup(config):
   columns = data_lib.load(data_lib.input_paths(config)[0], config)
   sampler = input_pipeline.BatchSampler(columns.num_rows, config.data_config.batch_size,
                                         config.seed)
-  trainer = train_lib.Trainer(config, input_pipeline.batch(columns, np.arange(2)))
+  trainer = trainer_lib.Trainer(config, input_pipeline.batch(columns, np.arange(2)))
   return config, columns, sampler, trainer
 
 

@@ -8,7 +8,7 @@ import pytest
 
 import mmoe
 from mmoe_jax.config import complete, schema, validate
-from mmoe_jax.models import build_model
+from mmoe_jax.builder import build_model
 from mmoe_jax.training import losses
 from mmoe_jax.training.optimizer import learning_rate_schedule
 from test_model import init, random_features

@@ -11,6 +11,7 @@ from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
 from mmoe_jax.models import Embedding
 from mmoe_jax.training import input_pipeline, precision, train_lib
+from mmoe_jax.training import trainer as trainer_lib
 
 # bf16 keeps 8 bits of mantissa: on 5,000 eval rows its AUC stays within this of fp32's.
 AUC_TOLERANCE = 0.02
@@ -21,7 +22,7 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_state(tiny_config):
   config = validate(tiny_config)
   columns = data_lib.load(data_lib.input_paths(config)[0], config)
   example = input_pipeline.batch(columns, jax.numpy.arange(8))
-  trainer = train_lib.Trainer(config, example)
+  trainer = trainer_lib.Trainer(config, example)
   state = trainer.init_state()
   compute = precision.compute_params(state['params'], trainer.dtype)
   assert compute['expert_dnn']['dnn_0']['kernel'].dtype == jnp.bfloat16
@@ -30,7 +31,7 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_state(tiny_config):
       {'params': compute['embedding']}, example['features'])
   assert {e.dtype for e in embedded} == {jnp.dtype(jnp.bfloat16)}
   # Every matmul of the step (forward and backward) takes bf16 operands.
-  dots = list(_dot_generals(jax.make_jaxpr(trainer._train_step)(state, example).jaxpr))
+  dots = list(_dot_generals(jax.make_jaxpr(trainer.step)(state, example).jaxpr))
   assert dots and all(v.aval.dtype == jnp.bfloat16 for e in dots for v in e.invars)
   state, metrics = trainer.train_step(state, example)
   assert {x.dtype for x in jax.tree.leaves((state['params'], state['opt_state']))

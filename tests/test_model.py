@@ -8,7 +8,8 @@ import pytest
 import mmoe
 import reference
 from mmoe_jax.config import validate
-from mmoe_jax.models import FeatureSpec, MMoE, DnnSpec, TowerSpec, build_model, predictions
+from mmoe_jax.builder import build_model
+from mmoe_jax.models import FeatureSpec, MMoE, DnnSpec, TowerSpec, predictions
 from mmoe_jax.models.embedding import Embedding
 
 

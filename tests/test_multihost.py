@@ -14,7 +14,9 @@ import pytest
 import mmoe
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
-from mmoe_jax.training import train_lib
+from mmoe_jax.training import checkpoint as checkpoint_lib
+from mmoe_jax.training import input_pipeline
+from mmoe_jax.training import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,8 +67,8 @@ def test_two_processes_train_like_one(tmp_path):
     config = mmoe.get_config('tiny')
     config.model_dir = str(tmp_path / name)
     config = validate(config)
-    trainer = train_lib.Trainer(config, _example(config))
-    states.append(train_lib.restore_or_fail(config, trainer))
+    trainer = trainer_lib.Trainer(config, _example(config))
+    states.append(checkpoint_lib.restore_or_fail(config, trainer))
   flat = dict(jax.tree_util.tree_leaves_with_path(states[0]['params']))
   for path, x in jax.tree_util.tree_leaves_with_path(states[1]['params']):
     np.testing.assert_allclose(np.asarray(x), np.asarray(flat[path]), rtol=1e-4, atol=1e-6,
@@ -75,4 +77,4 @@ def test_two_processes_train_like_one(tmp_path):
 
 def _example(config):
   columns = data_lib.load(data_lib.input_paths(config)[1], config)
-  return train_lib.batch(columns, np.arange(2))
+  return input_pipeline.batch(columns, np.arange(2))

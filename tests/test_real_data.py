@@ -7,6 +7,7 @@ import pytest
 
 from mmoe_jax.config import complete, validate
 from mmoe_jax.training import train_lib
+from mmoe_jax.training import evaluation
 from conftest import SHARED_DATA
 
 ALI_CCP = os.path.join(SHARED_DATA, 'ali_ccp_sample')
@@ -51,9 +52,9 @@ def test_ali_ccp_sample_trains_evaluates_and_predicts(tmp_path):
   assert result['step'] == 6
   assert 0 <= result['auc_ctr'] <= 1 and 0 <= result['auc_cvr'] <= 1
   assert 'oracle_auc_ctr' not in result  # real data: no known probabilities
-  again = train_lib.evaluate_checkpoint(config)
+  again = evaluation.evaluate_checkpoint(config)
   assert again['auc_ctr'] == pytest.approx(result['auc_ctr'])
-  predictions = train_lib.predict(config, os.path.join(ALI_CCP, 'ali_ccp_val_sample.csv'))
+  predictions = evaluation.predict_checkpoint(config, os.path.join(ALI_CCP, 'ali_ccp_val_sample.csv'))
   assert predictions['probs_ctr'].shape == (50,)
   assert np.all((predictions['probs_cvr'] > 0) & (predictions['probs_cvr'] < 1))
 

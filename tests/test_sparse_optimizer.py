@@ -6,7 +6,8 @@ import pytest
 
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
-from mmoe_jax.training import input_pipeline, train_lib
+from mmoe_jax.training import input_pipeline
+from mmoe_jax.training import trainer as trainer_lib
 
 
 def _lazy(config):
@@ -20,7 +21,7 @@ def _trainer_and_batches(config, steps):
   columns = data_lib.load(data_lib.input_paths(config)[0], config)
   sampler = input_pipeline.BatchSampler(columns.num_rows, config.data_config.batch_size, 0)
   batches = [input_pipeline.batch(columns, sampler.indices(s)) for s in steps]
-  return train_lib.Trainer(config, batches[0]), batches
+  return trainer_lib.Trainer(config, batches[0]), batches
 
 
 def _train(trainer, batches):

@@ -10,18 +10,20 @@ import pytest
 import mmoe
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
-from mmoe_jax.training import train_lib
+from mmoe_jax.training import checkpoint as checkpoint_lib
+from mmoe_jax.training import input_pipeline, train_lib
+from mmoe_jax.training import trainer as trainer_lib
 
 
 def test_batch_sampler_is_a_pure_function_of_step():
-  sampler = train_lib.BatchSampler(num_rows=10, batch_size=4, seed=3)
+  sampler = input_pipeline.BatchSampler(num_rows=10, batch_size=4, seed=3)
   epoch0 = np.concatenate([sampler.indices(0), sampler.indices(1), sampler.indices(2)[:2]])
   assert sorted(epoch0) == list(range(10))  # every row once per epoch
   assert sorted(np.concatenate([sampler.indices(2)[2:], sampler.indices(3), sampler.indices(4)])) \
       == list(range(10))
-  fresh = train_lib.BatchSampler(num_rows=10, batch_size=4, seed=3)
+  fresh = input_pipeline.BatchSampler(num_rows=10, batch_size=4, seed=3)
   np.testing.assert_array_equal(fresh.indices(3), sampler.indices(3))
-  assert not np.array_equal(train_lib.BatchSampler(10, 4, seed=4).indices(0), sampler.indices(0))
+  assert not np.array_equal(input_pipeline.BatchSampler(10, 4, seed=4).indices(0), sampler.indices(0))
 
 
 def test_total_steps_uses_the_smaller_limit():
@@ -37,11 +39,11 @@ def test_second_train_step_does_not_recompile(tiny_config):
   config = validate(tiny_config)
   train_path, _ = data_lib.input_paths(config)
   columns = data_lib.load(train_path, config)
-  sampler = train_lib.BatchSampler(columns.num_rows, 64, 0)
-  trainer = train_lib.Trainer(config, train_lib.batch(columns, sampler.indices(0)))
+  sampler = input_pipeline.BatchSampler(columns.num_rows, 64, 0)
+  trainer = trainer_lib.Trainer(config, input_pipeline.batch(columns, sampler.indices(0)))
   state = trainer.create_state()  # in the step's sharded layout, as the loop makes it
   for step in range(3):
-    state, metrics = trainer.train_step(state, train_lib.batch(columns, sampler.indices(step)))
+    state, metrics = trainer.train_step(state, input_pipeline.batch(columns, sampler.indices(step)))
   jax.block_until_ready(metrics)
   assert trainer.train_step._cache_size() == 1
   assert int(state['step']) == 3
@@ -75,8 +77,8 @@ def test_train_writes_metrics_checkpoints_and_resumes_exactly(tiny_config, tmp_p
   uninterrupted = train_lib.train_and_evaluate(straight)
   for key in ('auc_ctr', 'auc_cvr'):
     assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6)
-  a = train_lib.restore_or_fail(validate(tiny_config), _trainer(tiny_config))
-  b = train_lib.restore_or_fail(validate(straight), _trainer(straight))
+  a = checkpoint_lib.restore_or_fail(validate(tiny_config), _trainer(tiny_config))
+  b = checkpoint_lib.restore_or_fail(validate(straight), _trainer(straight))
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7),
                a['params'], b['params'])
 
@@ -84,7 +86,7 @@ def test_train_writes_metrics_checkpoints_and_resumes_exactly(tiny_config, tmp_p
 def _trainer(config):
   config = validate(config)
   columns = data_lib.load(data_lib.input_paths(config)[1], config)
-  return train_lib.Trainer(config, train_lib.batch(columns, np.arange(2)))
+  return trainer_lib.Trainer(config, input_pipeline.batch(columns, np.arange(2)))
 
 
 def test_non_finite_loss_stops_and_names_the_step(tiny_config):

@@ -27,7 +27,7 @@ def validate_backbone(model, feature_dims, num_towers):
     feature_dims: feature name -> width of its embedding output.
     num_towers: the number of task towers.
   """
-  from mmoe_jax.models import registry  # here: models import config (vocab_size)
+  from mmoe_jax.models import registry  # here: reading a config needs no jax or flax
   backbone = model.backbone
   groups = {g.group_name: tuple(g.feature_names) for g in model.feature_groups}
   if not backbone.blocks:

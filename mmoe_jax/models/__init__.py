@@ -1,98 +1,11 @@
-"""Models. `build_model` is the one place where config becomes modules."""
+"""Models: Flax modules built from plain values (specs); mmoe_jax/builder.py makes them
+from a config."""
 
-import jax.numpy as jnp
-
-from mmoe_jax.config import block_order, input_block, model_params, vocab_size
 from mmoe_jax.models import registry
-from mmoe_jax.models.backbone import Backbone, BlockSpec, InputLayer, MultiTaskModel
+from mmoe_jax.models.backbone import MultiTaskModel
 from mmoe_jax.models.embedding import Embedding, FeatureSpec
 from mmoe_jax.models.layers import DnnSpec
 from mmoe_jax.models.mmoe import MMoE, TowerSpec, predictions
 
-
-def feature_specs(config, group_name='all', vocab_multiple=1):
-  """FeatureSpecs of one feature group, in the group's order; each table's rows padded
-  up to a multiple of `vocab_multiple` (the number of shards of its rows)."""
-  by_name = {f.feature_name: f for f in config.feature_configs}
-  specs = []
-  for name in next(g for g in config.model_config.feature_groups
-                   if g.group_name == group_name).feature_names:
-    f = by_name[name]
-    if f.feature_type == 'TagFeature':
-      kind = 'tag'
-    elif f.feature_type == 'RawFeature' and not f.boundaries:
-      kind = 'dense'
-    else:
-      kind = 'id'
-    vocab = vocab_size(f) or (1 if f.embedding_dim else 0)  # field embedding: one vector
-    specs.append(FeatureSpec(feature_name=name, kind=kind,
-                             embedding_name=f.embedding_name or f.feature_name,
-                             vocab_size=vocab, embedding_dim=f.embedding_dim,
-                             combiner=f.combiner, padded_rows=-vocab % vocab_multiple))
-  return tuple(specs)
-
-
-def dnn_spec(dnn):
-  return DnnSpec(hidden_units=tuple(dnn.hidden_units), dropout_ratio=tuple(dnn.dropout_ratio),
-                 activation=dnn.activation, use_bn=dnn.use_bn)
-
-
-def tower_specs(config):
-  return tuple(TowerSpec(tower_name=t.tower_name, num_class=t.num_class, loss_type=t.loss_type,
-                         dnn=dnn_spec(t.dnn))
-               for t in model_params(config.model_config).task_towers)
-
-
-def compute_dtype(config):
-  """The activations' dtype: bf16 under train_config.mixed_precision 'BF16', else fp32."""
-  return jnp.bfloat16 if config.train_config.mixed_precision == 'BF16' else jnp.float32
-
-
-def build_model(config, vocab_multiple=1):
-  """A validated config -> the Flax module it describes.
-
-  vocab_multiple: every embedding table gets zero rows up to a multiple of this, the
-  number of devices its rows are split over (training/sharding.py).
-  """
-  if config.model_config.model_class == 'MultiTaskModel':
-    return multi_task_model(config, vocab_multiple)
-  mmoe = config.model_config.mmoe
-  experts = tuple((e.expert_name, dnn_spec(e.dnn)) for e in mmoe.experts)
-  return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
-              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=len(experts) or mmoe.num_expert,
-              task_towers=tower_specs(config), experts=experts, dtype=compute_dtype(config))
-
-
-def multi_task_model(config, vocab_multiple=1):
-  """EasyRec's MultiTaskModel: the backbone's blocks in topological order, then the towers."""
-  backbone = config.model_config.backbone
-  blocks = {b.name: b for b in backbone.blocks}
-  specs, groups, features = [], {}, {}
-  for name in block_order(backbone):
-    block = blocks[name]
-    if 'input_layer' in block:
-      group = block.inputs[0].feature_group_name
-      groups[group] = feature_specs(config, group, vocab_multiple)
-      features.update((f.feature_name, f) for f in groups[group])
-      options = {k: block.input_layer[k] for k in InputLayer.__dataclass_fields__
-                 if k in block.input_layer}
-      specs.append(BlockSpec(name, InputLayer, tuple(options.items()), group=group))
-      continue
-    layer = registry.LAYERS[block.keras_layer.class_name]
-    params = block.keras_layer[layer.params].to_dict() if layer.params else {}
-    specs.append(BlockSpec(
-        name, layer.module, tuple(layer.fields(params).items()),
-        inputs=tuple((input_block(i), i.input_slice) for i in block.inputs),
-        input_concat_axis=block.input_concat_axis,
-        merge_inputs_into_list=block.merge_inputs_into_list, aux=layer.aux))
-  top_mlp = registry.mlp_spec(backbone.top_mlp.to_dict()) if 'top_mlp' in backbone else None
-  return MultiTaskModel(
-      features=tuple(features.values()),
-      feature_groups=tuple((g, tuple(f.feature_name for f in fs)) for g, fs in groups.items()),
-      backbone=Backbone(tuple(specs), tuple(backbone.concat_blocks),
-                        tuple(backbone.output_blocks), top_mlp),
-      task_towers=tower_specs(config), dtype=compute_dtype(config))
-
-
-__all__ = ['build_model', 'compute_dtype', 'feature_specs', 'tower_specs', 'predictions', 'MMoE', 'MultiTaskModel',
-           'Embedding', 'FeatureSpec', 'DnnSpec', 'TowerSpec']
+__all__ = ['predictions', 'MMoE', 'MultiTaskModel', 'Embedding', 'FeatureSpec', 'DnnSpec',
+           'TowerSpec', 'registry']

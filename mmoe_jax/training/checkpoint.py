@@ -70,5 +70,19 @@ class Checkpointer:
     self._manager.wait_until_finished()
 
 
+def restore_or_fail(config, trainer):
+  ckpt = Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
+  state = restore(ckpt, trainer)
+  if state is None:
+    raise FileNotFoundError(f'no checkpoint in {ckpt.directory}: train first '
+                            '(scripts/train.py with the same config)')
+  return state
+
+
+def restore(ckpt, trainer):
+  """The latest checkpoint laid out on this run's mesh (any device count), or None."""
+  return ckpt.restore_latest(trainer.abstract_state(), vocab_rows=trainer.vocab_rows)
+
+
 def _dotted(path):
   return '.'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)

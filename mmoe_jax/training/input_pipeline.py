@@ -139,7 +139,7 @@ class DeviceResident:
   def __init__(self, trainer, columns, sampler, steps_per_dispatch):
     self.sampler, self.steps_per_dispatch = sampler, steps_per_dispatch
     self.data = jax.device_put(dict(features=columns.features, labels=columns.labels))
-    step = lambda state, data, rows: trainer._train_step(state, gather(data, rows))
+    step = lambda state, data, rows: trainer.step(state, gather(data, rows))
     self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)
 
   def chunks(self, start, stop):

@@ -1,0 +1,132 @@
+"""The train state and the pure, jitted train step of one config.
+
+The train state is a plain dict {step, params, batch_stats, opt_state, rng, hparams,
+nonfinite_step}; `Trainer.step` updates it (jitted as `train_step`, the state donated),
+and the whole state is what a checkpoint holds, so re-running the same command resumes
+exactly. hparams holds the scalar hyper-parameters that a vmapped sweep may vary per
+replica (learning_rate).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from mmoe_jax import builder
+from mmoe_jax import models
+from mmoe_jax import sharding as sharding_lib
+from mmoe_jax.config import model_params
+from mmoe_jax.training import losses, precision
+from mmoe_jax.training.optimizer import Optimizer, base_learning_rate
+
+
+class Trainer:
+  """The model, optimizer and jitted steps for one config."""
+
+  def __init__(self, config, example):
+    self.config = config
+    self.mesh = sharding_lib.make_mesh(config.sharding)
+    self.model = builder.build_model(config, sharding_lib.vocab_multiple(config, self.mesh))
+    self.vocab_rows = {f.embedding_name: f.vocab_size for f in self.model.features
+                       if f.vocab_size}
+    self.towers = model_params(config.model_config).task_towers
+    self.l2_regularization = model_params(config.model_config).l2_regularization
+    self.tower_specs = builder.tower_specs(config)
+    self.optimizer = Optimizer(config.train_config, self.model.features)
+    self.tx, self.schedule = self.optimizer.tx, self.optimizer.schedule
+    self.dtype = builder.compute_dtype(config)
+    self.example = example
+    self.batch_sharding = sharding_lib.batch_sharding(self.mesh, config.sharding)
+    self.predict_batch = jax.jit(self.predict_fn, out_shardings=NamedSharding(self.mesh, P()))
+
+  # The state lives sharded as config.sharding says: created in place (no table is ever
+  # whole on one device), and the step takes and returns it in that layout. (Built on
+  # first use: they need the example batch.)
+  @functools.cached_property
+  def _state_layout(self):
+    return sharding_lib.state_sharding(self.mesh, self.config.sharding,
+                                       jax.eval_shape(self.init_state))
+
+  @property
+  def state_sharding(self):
+    return self._state_layout[0]
+
+  @functools.cached_property
+  def create_state(self):
+    """init_state(seed), jitted to give the state in its sharded layout."""
+    return jax.jit(self.init_state, out_shardings=self.state_sharding)
+
+  @functools.cached_property
+  def train_step(self):
+    """step(state, batch), jitted on the mesh; the state is donated."""
+    sharding_lib.check_batch(self.config, self.mesh)
+    return jax.jit(self.step, in_shardings=(self.state_sharding, self.batch_sharding),
+                   out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())),
+                   donate_argnums=0)
+
+  def init_state(self, seed=None, learning_rate=None):
+    """A fresh state; seed and learning_rate default to the config's (either may be traced)."""
+    seed = self.config.seed if seed is None else seed
+    if learning_rate is None:
+      learning_rate = base_learning_rate(self.config.train_config)
+    init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
+    variables = self.model.init({'params': init_key}, self.example['features'], train=False)
+    params = variables['params']
+    return dict(step=jnp.zeros((), jnp.int32), params=params,
+                batch_stats=variables.get('batch_stats', {}), opt_state=self.optimizer.init(params),
+                rng=dropout_key, hparams=dict(learning_rate=jnp.asarray(learning_rate, jnp.float32)),
+                nonfinite_step=jnp.full((), -1, jnp.int32))
+
+  def abstract_state(self):
+    """Shapes, dtypes and shardings of the state: the target of a restore."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        jax.eval_shape(self.init_state), self.state_sharding)
+
+  def layout(self):
+    """Log lines: the mesh, each table's layout, dimensions kept whole."""
+    return sharding_lib.describe(self.mesh, self.state_sharding, jax.eval_shape(self.init_state),
+                                 self.vocab_rows) + self._state_layout[1]
+
+  def step(self, state, batch):
+    """The pure train step: (state, batch) -> (state, metrics). Jitted as train_step;
+    vmapped over replicas by sweeps."""
+    rng = jax.random.fold_in(state['rng'], state['step'])
+    # A lazy optimizer differentiates the looked-up vectors, not its tables (optimizer.py).
+    dense, tables = self.optimizer.split(state['params'])
+
+    def loss_fn(dense, perturbations):
+      params = self.optimizer.merge(dense, tables)
+      variables = {'params': precision.compute_params(params, self.dtype),
+                   'batch_stats': state['batch_stats']}
+      if perturbations:
+        variables['perturbations'] = perturbations
+      (logits, aux), updated = self.model.apply(
+          variables, batch['features'], train=True, mutable=['batch_stats'],
+          rngs={'dropout': rng})
+      loss, terms = losses.total_loss(
+          logits, aux, params, batch['labels'], self.towers, self.l2_regularization,
+          self.config.model_config.embedding_regularization)
+      return loss, (terms, updated.get('batch_stats', {}))
+
+    (grads, lookup_grads), (terms, batch_stats) = jax.grad(
+        loss_fn, argnums=(0, 1), has_aux=True)(
+            dense, self.optimizer.perturbations(batch['features']))
+    params, opt_state = self.optimizer.apply(grads, lookup_grads, state['opt_state'],
+                                             state['params'], batch['features'],
+                                             state['hparams']['learning_rate'])
+    step = state['step']
+    # Remember the first step whose loss was not finite; the loop checks it at log and
+    # checkpoint time, so no step waits on a host round trip.
+    bad = ~jnp.isfinite(terms['total_loss']) & (state['nonfinite_step'] < 0)
+    new_state = dict(state, step=step + 1, params=params, batch_stats=batch_stats,
+                     opt_state=opt_state, nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
+    return new_state, dict(terms, learning_rate=self.optimizer.rate(
+        step, state['hparams']['learning_rate']))
+
+  def predict_fn(self, params, batch_stats, features):
+    """The pure prediction function: EasyRec's output dict of one batch."""
+    logits, aux = self.model.apply({'params': params, 'batch_stats': batch_stats}, features,
+                                   train=False)
+    return models.predictions(logits, self.tower_specs)
