@@ -90,17 +90,8 @@ UNSUPPORTED = {
                   'intra_op_parallelism_threads', accepts=(0,)),
         **_fields(_no_meaning('TF graph dump'), 'write_graph', accepts=ANY),
     },
-    'Optimizer': {
-        **_fields(NOT_IMPLEMENTED + ' (Adam and LazyAdam only)', 'rms_prop_optimizer',
-                  'momentum_optimizer', 'momentumw_optimizer', 'adamw_optimizer',
-                  'adagrad_optimizer', 'ftrl_optimizer'),
-        **_fields(_no_meaning('PAI-TF asynchronous optimizer'), 'adam_async_optimizer',
-                  'adam_asyncw_optimizer'),
-        **_fields(NOT_IMPLEMENTED, 'moving_average_decay', 'embedding_learning_rate_multiplier'),
-    },
-    'LearningRate': _fields(NOT_IMPLEMENTED, 'manual_step_learning_rate',
-                            'cosine_decay_learning_rate', 'poly_decay_learning_rate',
-                            'transformer_learning_rate'),
+    'Optimizer': _fields(NOT_IMPLEMENTED, 'moving_average_decay',
+                         'embedding_learning_rate_multiplier'),
     'EvalConfig': {
         # mmoe_jax evaluates inside the training loop, not as a separate polling job.
         **_fields(_no_meaning('separate evaluator job'), 'eval_interval_secs', 'max_evals',
@@ -481,7 +472,8 @@ def _file_descriptor():
         field.type = field_proto.TYPE_ENUM
         field.type_name = f'.{_PACKAGE}.{message.name}.{enum.name}'
       else:
-        kind = spec if isinstance(spec, type) else str if spec is schema.REQUIRED else type(spec)
+        kind = (spec if isinstance(spec, type) else
+                spec.kind if isinstance(spec, schema.Required) else type(spec))
         field.type = _SCALAR_TYPES[kind]
 
   add(PIPELINE_FILE)

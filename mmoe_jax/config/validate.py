@@ -4,6 +4,7 @@ Everything here runs before any data is read or any array is built, so a typo in
 feature, label or tower name costs seconds, not a training run.
 """
 
+from mmoe_jax.config import schema
 from mmoe_jax.config.backbone import validate_backbone
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.schema import EVAL_METRICS
@@ -102,13 +103,7 @@ def validate(config):
     raise ConfigError('train_config: save_checkpoints_steps and log_step_count_steps must be > 0')
   if train.keep_checkpoint_max <= 0:
     raise ConfigError('train_config.keep_checkpoint_max: must be > 0')
-  if train.optimizer_config.use_moving_average:
-    raise ConfigError('train_config.optimizer_config.use_moving_average: not supported yet')
-  optimizer = optimizer_name(train.optimizer_config)
-  lr = train.optimizer_config[optimizer].learning_rate
-  if 'exponential_decay_learning_rate' in lr and lr.exponential_decay_learning_rate.decay_steps <= 0:
-    raise ConfigError(f'train_config.optimizer_config.{optimizer}.learning_rate.'
-                      'exponential_decay_learning_rate.decay_steps: must be > 0')
+  _validate_optimizer(train.optimizer_config, 'train_config.optimizer_config')
   train.mixed_precision = train.mixed_precision.upper()
   _one_of(train.mixed_precision, ('', 'FP32', 'BF16'), 'train_config.mixed_precision')
   _one_of(data.input_mode, ('auto', 'device', 'streaming'), 'data_config.input_mode')
@@ -206,8 +201,97 @@ def _validate_task_correlation(config):
 
 
 def optimizer_name(optimizer_config):
-  """The optimizer_config oneof that is set: 'adam_optimizer' or 'lazy_adam_optimizer'."""
-  return 'lazy_adam_optimizer' if 'lazy_adam_optimizer' in optimizer_config else 'adam_optimizer'
+  """The optimizer_config oneof that is set, e.g. 'adam_optimizer'."""
+  return next(name for name in schema.OPTIMIZER_CONFIG.oneof if name in optimizer_config)
+
+
+def _at_least_0(v):
+  return v >= 0
+
+
+def _above_0(v):
+  return v > 0
+
+
+def _fraction(v):
+  return 0 <= v < 1
+
+
+# Optimizer and learning-rate fields -> (test, the values it passes). Other values are ones
+# EasyRec's TF1 optimizers reject, divide by zero with (NaN rates or updates), or that mean
+# nothing (a negative rate or decay). Keyed by field name, or (message name, field name)
+# where one name has different limits in different messages.
+OPTIMIZER_LIMITS = {
+    **dict.fromkeys(('learning_rate', 'initial_learning_rate', 'learning_rate_base',
+                     'burnin_learning_rate', 'min_learning_rate', 'warmup_learning_rate',
+                     'end_learning_rate', 'decay_factor', 'burnin_steps', 'warmup_steps',
+                     'hold_base_rate_steps', 'step_scaling_rate', 'power', 'weight_decay',
+                     'momentum_optimizer_value', 'epsilon', 'l1_reg', 'l2_reg',
+                     'l2_shrinkage_reg'), (_at_least_0, '>= 0')),
+    **dict.fromkeys(('decay_steps', 'total_steps', 'hidden_size'), (_above_0, '> 0')),
+    ('LearningRateSchedule', 'step'): (_above_0, '> 0'),  # EasyRec: 'First step cannot be zero'
+    'beta1': (_fraction, 'in [0, 1)'),  # 1 divides by 1 - beta^t = 0
+    'beta2': (_fraction, 'in [0, 1)'),
+    'decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),  # RMSProp's
+    'learning_rate_power': (lambda v: v <= 0, '<= 0'),  # TF1 FtrlOptimizer's check
+    ('AdagradOptimizer', 'initial_accumulator_value'): (_above_0, '> 0'),  # TF1's check
+    ('FtrlOptimizer', 'initial_accumulator_value'): (_at_least_0, '>= 0'),  # TF1's check
+}
+
+
+def _validate_optimizer(optimizer_config, path):
+  if optimizer_config.use_moving_average:
+    raise ConfigError(f'{path}.use_moving_average: not supported yet')
+  _check_limits(optimizer_config, schema.OPTIMIZER_CONFIG, path)
+  name = optimizer_name(optimizer_config)
+  lr = optimizer_config[name].learning_rate
+  path = f'{path}.{name}.learning_rate'
+  if 'exponential_decay_learning_rate' in lr:
+    exp = lr.exponential_decay_learning_rate
+    if exp.burnin_learning_rate != 0 and exp.burnin_steps == 0:
+      raise ConfigError(f'{path}.exponential_decay_learning_rate.burnin_steps: must be > 0 with '
+                        f'burnin_learning_rate {exp.burnin_learning_rate} (the burn-in ramps '
+                        'from it over burnin_steps)')
+  if 'manual_step_learning_rate' in lr:
+    steps = [entry.step for entry in lr.manual_step_learning_rate.schedule]
+    if not steps:
+      raise ConfigError(f'{path}.manual_step_learning_rate.schedule: empty (EasyRec: "Empty '
+                        'learning rate schedule")')
+    for i in range(1, len(steps)):
+      if steps[i] <= steps[i - 1]:
+        raise ConfigError(f'{path}.manual_step_learning_rate.schedule[{i}].step: {steps[i]}, '
+                          f'but steps must increase (schedule[{i - 1}].step is {steps[i - 1]})')
+  if 'cosine_decay_learning_rate' in lr:
+    cos = lr.cosine_decay_learning_rate
+    if cos.learning_rate_base < cos.warmup_learning_rate:
+      raise ConfigError(f'{path}.cosine_decay_learning_rate.warmup_learning_rate: '
+                        f'{cos.warmup_learning_rate} is above learning_rate_base '
+                        f'{cos.learning_rate_base} (EasyRec rejects it)')
+    if cos.total_steps <= cos.warmup_steps + cos.hold_base_rate_steps:
+      raise ConfigError(f'{path}.cosine_decay_learning_rate.total_steps: {cos.total_steps} must '
+                        f'be above warmup_steps + hold_base_rate_steps '
+                        f'({cos.warmup_steps + cos.hold_base_rate_steps}): the cosine phase '
+                        'needs a step')
+
+
+def _check_limits(config, message, path):
+  """OPTIMIZER_LIMITS on every scalar under `config`, an instance of schema `message`."""
+  for key, spec in message.fields.items():
+    if key not in config:
+      continue
+    field, value = f'{path}.{key}', config[key]
+    item = spec.item if isinstance(spec, schema.Repeated) else spec
+    if isinstance(item, schema.Message):
+      if isinstance(spec, schema.Repeated):
+        for i, v in enumerate(value):
+          _check_limits(v, item, f'{field}[{i}]')
+      else:
+        _check_limits(value, item, field)
+      continue
+    test, allowed = OPTIMIZER_LIMITS.get((message.name, key)) or OPTIMIZER_LIMITS.get(
+        key, (None, None))
+    if test and not test(value):
+      raise ConfigError(f'{field}: {value} must be {allowed}')
 
 
 def vocab_size(feature):
