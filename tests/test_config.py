@@ -45,7 +45,7 @@ def test_seed_config_mirrors_easyrec_sample():
 def test_complete_fills_easyrec_defaults():
   tower = complete({'tower_name': 'ctr'}, schema.TASK_TOWER)
   assert tower.num_class == 1 and tower.weight == 1.0 and tower.loss_type == 'CLASSIFICATION'
-  assert tower.dnn.activation == 'relu' and tower.dnn.use_bn is True
+  assert tower.dnn.activation == 'tf.nn.relu' and tower.dnn.use_bn is True
   data = complete({}, schema.DATA_CONFIG)
   assert data.batch_size == 32 and data.separator == ',' and data.eval_batch_size == 4096
   assert complete({}, schema.MMOE).l2_regularization == 1e-4
