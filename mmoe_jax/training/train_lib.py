@@ -120,7 +120,12 @@ def predict(config, input_path):
 
 
 def write_predictions(predictions, path):
-  """Writes EasyRec's probs_/y_ outputs as CSV columns (a [N, C] output: one per class)."""
+  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out.
+
+  A [N, C] output gives one column per class, probs_<t>_<k>; EasyRec's probs_<t>_1 is the
+  same column as class 1's, so it is written once. A multi-class tower also gets
+  probs_<t>_y (the top probability) and y_<t> (the top class, an integer).
+  """
   import pyarrow as pa
   import pyarrow.csv as pa_csv
   columns = {}
