@@ -1,7 +1,7 @@
 """Evaluation metrics, computed exactly over the whole eval set on the host.
 
 Names follow EasyRec: <metric>_<tower_name>, e.g. auc_ctr. A non-finite prediction makes
-its metric NaN (NaN in, NaN out): a diverged model never reports a plausible number.
+its metric non-finite (NaN in, NaN out): a diverged model never reports a plausible number.
 """
 
 import numpy as np
@@ -31,12 +31,12 @@ def auc(labels, scores):
 
 
 def mean_squared_error(labels, values):
-  """mean((value - label)^2); NaN if any value is (np.mean propagates NaN and inf)."""
+  """mean((value - label)^2); NaN if any value is NaN, inf if any is infinite."""
   return float(np.mean((np.asarray(values, np.float64) - np.asarray(labels, np.float64)) ** 2))
 
 
 def mean_absolute_error(labels, values):
-  """mean(|value - label|); NaN if any value is."""
+  """mean(|value - label|); NaN if any value is NaN, inf if any is infinite."""
   return float(np.mean(np.abs(np.asarray(values, np.float64) - np.asarray(labels, np.float64))))
 
 
