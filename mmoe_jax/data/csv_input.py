@@ -20,7 +20,7 @@ from mmoe_jax.data import columnar
 from mmoe_jax.data.columnar import ColumnarData
 
 # Part of the cache key: bump when the transforms change meaning, so old caches are rebuilt.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
 # CSV bytes per parsed block: the features are transformed block by block (see
 # features._per_chunk), so this trades per-call overhead against temporary memory.
 _BLOCK_BYTES = 16 << 20
