@@ -266,10 +266,15 @@ def test_multiclass_output_names_cannot_collide():
 def test_id_features_read_string_or_int_fields():
   def set_(c):
     c.feature_configs[-1].feature_type = 'TagFeature'  # price: INT32
-  _bad(set_, r"feature_configs\[17\]\.input_names\[0\]: input field 'price' is INT32; a "
-       r'TagFeature with tags reads a STRING field')
+  _bad(set_, r"feature_configs\[17\]\.input_names\[0\]: input field 'price' is INT32; "
+       r'TagFeature reads a STRING field')
+
+  def set_(c):
+    c.feature_configs[-1].update(num_buckets=0, vocab_list=('1', '2'))
+  _bad(set_, r"feature_configs\[17\]\.input_names\[0\]: input field 'price' is INT32; "
+       r'vocab_list reads a STRING field')
 
   def set_(c):
     c.data_config.input_fields[2].input_type = 'FLOAT'  # pid, hashed
-  _bad(set_, r"feature_configs\[0\]\.input_names\[0\]: input field 'pid' is FLOAT; a "
+  _bad(set_, r"feature_configs\[0\]\.input_names\[0\]: input field 'pid' is FLOAT; "
        r'IdFeature reads a STRING or INT field')

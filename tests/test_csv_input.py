@@ -170,10 +170,12 @@ def bad_file(tmp_path, bad_line):
     # Numbers that parse but are not finite in float32 (the model's dtype).
     ('1,u1,a,1e39,1,1\n',
      "bad.csv:5: column 'price' (FLOAT): '1e39' is not a finite float32 number"),
-    ('1,u1,a,1,1,nan\n', "bad.csv:5: column 'score' (DOUBLE): 'nan' is not a finite float32 number"),
+    ('1,u1,a,1,1,nan\n',
+     "bad.csv:5: column 'score' (DOUBLE): 'nan' is not a finite float32 number"),
     ('1,u1,a,1,1,-1e300\n',
      "bad.csv:5: column 'score' (DOUBLE): '-1e300' is not a finite float32 number"),
-    ('1,u1,a,1,1,inf\n', "bad.csv:5: column 'score' (DOUBLE): 'inf' is not a finite float32 number"),
+    ('1,u1,a,1,1,inf\n',
+     "bad.csv:5: column 'score' (DOUBLE): 'inf' is not a finite float32 number"),
     ('1e39,u1,a,1,1,1\n', "bad.csv:5: column 'clk' (INT32): '1e39' is not an integer within INT32"),
 ])
 def test_malformed_row_error_names_file_and_line(tmp_path, bad_line, message):

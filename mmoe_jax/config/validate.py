@@ -30,8 +30,9 @@ def validate(config):
 
   Resolved: feature_name (defaults to input_names[0]), task_towers[i].label_name
   (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION with num_class
-  1 or 2, accuracy with more classes, mean_squared_error for L2_LOSS), activation 'tf.nn.x' -> 'x', and a backbone's implicit input
-  layers and concat_blocks (config/backbone.py).
+  1 or 2, accuracy with more classes, mean_squared_error for L2_LOSS), activation
+  'tf.nn.x' -> 'x', and a backbone's implicit input layers and concat_blocks
+  (config/backbone.py).
 
   Raises:
     ConfigError naming the offending field path.
@@ -162,11 +163,11 @@ def _validate_features(feature_configs, inputs):
       # to be hashed (not supported) or is not an id at all.
       if input_type not in ('STRING', 'INT32', 'INT64'):
         raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
-                          f'{input_type}; a {f.feature_type} reads a STRING or INT field')
+                          f'{input_type}; {f.feature_type} reads a STRING or INT field')
       if input_type != 'STRING' and (f.feature_type == 'TagFeature' or f.vocab_list):
         raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
-                          f'{input_type}; a {f.feature_type} with '
-                          f"{'vocab_list' if f.vocab_list else 'tags'} reads a STRING field")
+                          f"{input_type}; {'vocab_list' if f.vocab_list else 'TagFeature'} "
+                          'reads a STRING field')
       _one_of(f.combiner, ('sum', 'mean'), f'{path}.combiner')
     else:
       if f.raw_input_dim < 1:
