@@ -98,7 +98,7 @@ UNSUPPORTED = {
                   'save_graph', accepts=ANY),
         **_fields(NOT_IMPLEMENTED, 'eval_online', accepts=(False,)),
     },
-    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'accuracy', 'max_f1',
+    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'max_f1',
                            'root_mean_squared_error', 'gauc', 'session_auc', 'recall',
                            'precision', 'precision_at_topk'),
     'DatasetConfig': {

@@ -56,11 +56,12 @@ AUC = Message('AUC', num_thresholds=200)  # accepted; mmoe_jax always computes t
 EMPTY = Message('Empty')
 EVAL_METRICS = Message(
     'EvalMetrics',
-    oneof=('auc', 'mean_squared_error', 'mean_absolute_error'),
+    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy'),
     oneof_required=True,
     auc=AUC,
     mean_squared_error=EMPTY,
     mean_absolute_error=EMPTY,
+    accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
 )
 
 # easy_rec/python/protos/tower.proto

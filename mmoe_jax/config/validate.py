@@ -30,23 +30,22 @@ def validate(config):
   """Returns a locked copy of `config` with EasyRec's implicit values made explicit.
 
   Resolved: feature_name (defaults to input_names[0]), task_towers[i].label_name
-  (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION, else
-  mean_squared_error), activation 'tf.nn.x' -> 'x', and a backbone's implicit input
-  layers and concat_blocks (config/backbone.py).
+  (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION with num_class
+  1 or 2, accuracy with more classes, mean_squared_error for L2_LOSS), activation
+  'tf.nn.x' -> 'x', and a backbone's implicit input layers and concat_blocks
+  (config/backbone.py).
 
   Raises:
     ConfigError naming the offending field path.
   """
   config = complete(config)  # re-checks fields and types after command-line overrides
   data, model = config.data_config, config.model_config
-  inputs = _unique([f.input_name for f in data.input_fields], 'data_config.input_fields',
-                   'input_name')
+  _unique([f.input_name for f in data.input_fields], 'data_config.input_fields', 'input_name')
+  inputs = {f.input_name: f for f in data.input_fields}
   for f, field in enumerate(data.input_fields):
     _one_of(field.input_type, INPUT_TYPES, f'data_config.input_fields[{f}].input_type')
   for i, label in enumerate(data.label_fields):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
-  if data.batch_size <= 0 or data.eval_batch_size <= 0:
-    raise ConfigError('data_config.batch_size and eval_batch_size must be positive')
   if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
                       "(supported: 'CSVInput', 'TFDSInput')")
@@ -87,7 +86,8 @@ def validate(config):
     for j, name in enumerate(group.feature_names):
       _known(name, features, f'model_config.feature_groups[{g}].feature_names[{j}]', 'feature')
   params = model_params(model)
-  _validate_towers(params.task_towers, f'model_config.{section}', data.label_fields)
+  _validate_towers(params.task_towers, f'model_config.{section}',
+                   {name: inputs[name].input_type for name in data.label_fields})
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -97,12 +97,7 @@ def validate(config):
     raise ConfigError('model_config: regularization scales must be >= 0')
 
   train = config.train_config
-  if train.num_steps <= 0 and data.num_epochs <= 0:
-    raise ConfigError('train_config.num_steps: set num_steps or data_config.num_epochs > 0')
-  if train.save_checkpoints_steps <= 0 or train.log_step_count_steps <= 0:
-    raise ConfigError('train_config: save_checkpoints_steps and log_step_count_steps must be > 0')
-  if train.keep_checkpoint_max <= 0:
-    raise ConfigError('train_config.keep_checkpoint_max: must be > 0')
+  _validate_counts(config)
   _validate_optimizer(train.optimizer_config, 'train_config.optimizer_config')
   train.mixed_precision = train.mixed_precision.upper()
   _one_of(train.mixed_precision, ('', 'FP32', 'BF16'), 'train_config.mixed_precision')
@@ -157,6 +152,17 @@ def _validate_features(feature_configs, inputs):
                           f'num_buckets, vocab_list (got {given or "none"})')
       if f.embedding_dim <= 0:
         raise ConfigError(f'{path}.embedding_dim: {f.feature_type} needs embedding_dim > 0')
+      input_type = inputs[f.input_names[0]].input_type
+      # EasyRec splits tags as strings and looks vocab_list (strings) up in string columns;
+      # an integer column fails there with a dtype error, and a float one needs `precision`
+      # to be hashed (not supported) or is not an id at all.
+      if input_type not in ('STRING', 'INT32', 'INT64'):
+        raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
+                          f'{input_type}; {f.feature_type} reads a STRING or INT field')
+      if input_type != 'STRING' and (f.feature_type == 'TagFeature' or f.vocab_list):
+        raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
+                          f"{input_type}; {'vocab_list' if f.vocab_list else 'TagFeature'} "
+                          'reads a STRING field')
       _one_of(f.combiner, ('sum', 'mean'), f'{path}.combiner')
     else:
       if f.raw_input_dim < 1:
@@ -337,7 +343,44 @@ def _validate_expert_list(mmoe, path):
                       f'hidden_units must agree; got {widths}')
 
 
-def _validate_towers(towers, path, label_fields):
+def _validate_counts(config):
+  """Step counts and sizes. EasyRec declares them uint32, so a negative value never parses
+  there; 0 means unset for num_steps and num_epochs, and EasyRec (main.py) refuses a run
+  with both unset."""
+  data, train = config.data_config, config.train_config
+  for path, value in (('train_config.num_steps', train.num_steps),
+                      ('data_config.num_epochs', data.num_epochs)):
+    if value < 0:
+      raise ConfigError(f'{path}: {value} is negative (0 = unset)')
+  if train.num_steps == 0 and data.num_epochs == 0:
+    raise ConfigError('train_config.num_steps, data_config.num_epochs: both are 0 (unset); set '
+                      'either to a number > 0 (with both, training stops at the first reached)')
+  for path, value in (('data_config.batch_size', data.batch_size),
+                      ('data_config.eval_batch_size', data.eval_batch_size),
+                      ('train_config.save_checkpoints_steps', train.save_checkpoints_steps),
+                      ('train_config.log_step_count_steps', train.log_step_count_steps),
+                      # EasyRec's 0 keeps every checkpoint (TF Saver); not supported here.
+                      ('train_config.keep_checkpoint_max', train.keep_checkpoint_max)):
+    if value <= 0:
+      raise ConfigError(f'{path}: {value} must be > 0')
+
+
+def _validate_metric(metric, tower, path):
+  """EasyRec's rules (rank_model.py `_build_metric_impl`), refused where EasyRec asserts."""
+  classification = tower.loss_type == 'CLASSIFICATION'
+  if 'auc' in metric and not (classification and tower.num_class <= 2):
+    raise ConfigError(f'{path}.auc: needs a CLASSIFICATION tower with num_class 1 or 2')
+  for name in ('mean_squared_error', 'mean_absolute_error'):
+    if name in metric and classification and tower.num_class > 1:
+      raise ConfigError(f'{path}.{name}: not defined for a CLASSIFICATION tower with '
+                        f'num_class {tower.num_class} (EasyRec refuses it too); use accuracy')
+  if 'accuracy' in metric and not (classification and tower.num_class > 1):
+    raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
+
+
+def _validate_towers(towers, path, label_types):
+  """label_types: input_type of each label field, in label_fields order."""
+  label_fields = list(label_types)
   if not towers:
     raise ConfigError(f'{path}.task_towers: at least one tower is needed')
   _unique([t.tower_name for t in towers], f'{path}.task_towers', 'tower_name')
@@ -352,12 +395,22 @@ def _validate_towers(towers, path, label_fields):
     _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
     if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
       raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+    if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
+      # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
+      raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
+                        f"but input field '{tower.label_name}' is "
+                        f'{label_types[tower.label_name]} (make it INT32 or INT64)')
+    if tower.num_class > 1:  # its outputs logits_<t>_1, _y would shadow those of tower <t>_1
+      for other in (f'{tower.tower_name}_1', f'{tower.tower_name}_y'):
+        if other in {t.tower_name for t in towers}:
+          raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
+                            f'names with this num_class {tower.num_class} tower')
     if not tower.metrics_set:
-      metric = 'auc' if tower.loss_type == 'CLASSIFICATION' else 'mean_squared_error'
+      metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
+                'auc' if tower.num_class <= 2 else 'accuracy')
       tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
     for m, metric in enumerate(tower.metrics_set):
-      if 'auc' in metric and (tower.loss_type != 'CLASSIFICATION' or tower.num_class > 2):
-        raise ConfigError(f'{tpath}.metrics_set[{m}].auc: needs a binary CLASSIFICATION tower')
+      _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
     _validate_dnn(tower.dnn, f'{tpath}.dnn')
 
 

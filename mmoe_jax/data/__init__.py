@@ -1,5 +1,6 @@
 """Data: EasyRec CSV or tfds input, feature transforms, the columnar cache, synthetic data."""
 
+import functools
 import os
 
 import numpy as np
@@ -33,10 +34,11 @@ def datasets(config, log=print):
   if not config.train_input_path and 'task_correlation' in config.synthetic:
     return task_correlation_data(config) + (None,)
   train_path, eval_path = input_paths(config, log=log)
-  train = load(train_path, config, log=log)
+  train = load(train_path, config, log=log, field='train_input_path')
   if not eval_path:
     return train, None, None
-  return train, load(eval_path, config, log=log), load_oracle(eval_path, config)
+  return (train, load(eval_path, config, log=log, field='eval_input_path'),
+          load_oracle(eval_path, config))
 
 
 def task_correlation_data(config):
@@ -53,15 +55,57 @@ def task_correlation_data(config):
   return split(slice(0, s.train_rows)), split(slice(s.train_rows, None))
 
 
-def load(paths, config, log=print):
+def load(paths, config, log=print, field='input path', check_labels=True):
   """The columnar cache of `paths` (CSV files, or a tfds split) for this config's features,
-  built on first use."""
-  cache_dir = config.data_config.cache_dir or os.path.join(config.model_dir, 'cache')
-  if config.data_config.input_type == 'TFDSInput':
+  built on first use.
+
+  Raises ValueError, before any training, when the input has no data rows (zero-byte
+  files, a header only, every row skipped under ignore_error) naming `field` (the config
+  field the paths came from) and the paths, and, with check_labels, when a CLASSIFICATION
+  tower's label is outside its classes (label_errors), naming the file and line (a tfds
+  split: the row).
+  """
+  data_config = config.data_config
+  cache_dir = data_config.cache_dir or os.path.join(config.model_dir, 'cache')
+  check = functools.partial(label_errors, config) if check_labels else None
+  if data_config.input_type == 'TFDSInput':
     from mmoe_jax.data.tfds_input import load_tfds
-    return load_tfds(paths, config.data_config, config.feature_configs, cache_dir, log=log)
-  from mmoe_jax.data.csv_input import load_csv
-  return load_csv(paths, config.data_config, config.feature_configs, cache_dir, log=log)
+    data = load_tfds(paths, data_config, config.feature_configs, cache_dir, log=log)
+    found = check and check(data)
+    if found:
+      raise ValueError(f'{data_config.tfds.name} split {paths!r}, row {found[0]}: {found[1]}')
+  else:
+    from mmoe_jax.data.csv_input import load_csv
+    data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
+  if not data.num_rows:
+    skipped = (f'; all {data.skipped_rows} rows were malformed and skipped (ignore_error)'
+               if data.skipped_rows else '')
+    raise ValueError(f'{field}: {paths!r} has no data rows{skipped}')
+  return data
+
+
+def label_errors(config, data):
+  """The first label outside its tower's classes, as (row, message), or None.
+
+  A CLASSIFICATION tower with num_class 1 takes labels 0 and 1; with num_class K, the
+  integers 0 .. K-1. EasyRec checks neither: its sigmoid cross entropy takes any number
+  (its AUC counts every non-zero label as positive), and its sparse softmax cross entropy
+  fails on CPU and gives NaN on GPU for a class out of range. L2_LOSS labels are any number.
+  """
+  from mmoe_jax.config import model_params  # config imports data (synthetic) lazily too
+  for tower in model_params(config.model_config).task_towers:
+    if tower.loss_type != 'CLASSIFICATION':
+      continue
+    labels = np.asarray(data.labels[tower.label_name])
+    classes = max(tower.num_class, 2)
+    bad = (labels < 0) | (labels >= classes) | (labels != np.floor(labels))
+    if bad.any():
+      row = int(np.argmax(bad))
+      allowed = ('0 or 1' if tower.num_class == 1 else
+                 f'an integer in [0, {classes}) (num_class {classes})')
+      return row, (f"label field '{tower.label_name}': {labels[row]:g} is not a class of "
+                   f"tower '{tower.tower_name}', which takes {allowed}")
+  return None
 
 
 def load_oracle(path, config=None):

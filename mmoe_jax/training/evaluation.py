@@ -44,13 +44,19 @@ def evaluate_checkpoint(config, input_path=None):
 def predict_checkpoint(config, input_path):
   """Predictions of the latest checkpoint for every row of a CSV, in input order."""
   config = validate(config)
-  rows = data_lib.load(input_path, config, log=log.info)
+  # Labels are not read here, so they are not checked either.
+  rows = data_lib.load(input_path, config, log=log.info, check_labels=False)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))
   return predict_rows(trainer, restore_or_fail(config, trainer), rows)
 
 
 def write_predictions(predictions, path):
-  """Writes EasyRec's probs_/y_ outputs as CSV columns (a [N, C] output: one per class)."""
+  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out.
+
+  A [N, C] output gives one column per class, probs_<t>_<k>; EasyRec's probs_<t>_1 is the
+  same column as class 1's, so it is written once. A multi-class tower also gets
+  probs_<t>_y (the top probability) and y_<t> (the top class, an integer).
+  """
   import pyarrow as pa
   import pyarrow.csv as pa_csv
   columns = {}
