@@ -8,7 +8,7 @@ import numpy as np
 
 from mmoe_jax.models import predictions
 from mmoe_jax.models.mmoe import TowerSpec
-from mmoe_jax.training.train_lib import write_predictions
+from mmoe_jax.training.evaluation import write_predictions
 
 
 def softmax(z):
