@@ -9,8 +9,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
-from mmoe_jax import sharding as sharding_lib
 from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
