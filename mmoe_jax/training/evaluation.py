@@ -5,9 +5,12 @@ import os
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
@@ -18,8 +21,11 @@ log = logging.getLogger('mmoe_jax')
 
 def predict_rows(trainer, state, columns):
   """EasyRec's prediction dict over all rows, as numpy, in row order."""
-  chunks = [jax.device_get(trainer.predict_batch(state['params'], state['batch_stats'],
-                                                 batch(columns, rows)['features']))
+  # Each batch is placed explicitly, whole on every device of the mesh (and process).
+  replicated = NamedSharding(trainer.mesh, P())
+  chunks = [jax.device_get(trainer.predict_batch(
+      state['params'], state['batch_stats'],
+      sharding_lib.global_batch(batch(columns, rows)['features'], replicated, len(rows))))
             for rows in eval_chunks(columns.num_rows, trainer.config.data_config.eval_batch_size)]
   n = columns.num_rows
   return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
