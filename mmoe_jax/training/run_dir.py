@@ -71,6 +71,12 @@ class Run:
       self._lock_file.close()
       self._lock_file = None
 
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
 
 def open_run(config, fresh=False, accept_config=False):
   """Takes `config.model_dir` for a training run of a validated `config`.
