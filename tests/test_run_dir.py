@@ -94,13 +94,16 @@ def test_a_run_records_its_config(trained):
 def test_quick_start_full_and_tiny_in_a_row_each_train_their_own_model(tmp_path, monkeypatch,
                                                                        caplog):
   """The README's quick start, then :full, then :tiny, with their default model_dirs (in a
-  temporary working directory), cut to 2 steps: each trains its own model from step 0."""
+  temporary working directory), cut to 2 steps and small tables: each trains its own model
+  (its batch size and layers) from step 0."""
   monkeypatch.chdir(tmp_path)
   caplog.set_level(logging.INFO, logger='mmoe_jax')
   hidden = {}
   for arg in ('', 'full', 'tiny'):
     config = short(mmoe.get_config(arg), num_steps=2)
     config.synthetic.train_rows = 4096  # the :full batch
+    for feature in config.feature_configs:  # small tables: seconds, not minutes, on a CPU
+      feature.hash_bucket_size = min(feature.hash_bucket_size, 1000)
     result = train_lib.train_and_evaluate(config)
     assert result['step'] == 2
     hidden[arg] = config.model_config.mmoe.expert_dnn.hidden_units
