@@ -32,9 +32,9 @@ def input_paths(config, log=print):
 
 
 # The most synthetic rows an unset synthetic.train_rows asks for. Measured per million rows
-# on 2 CPU cores: 4 s to write, 82 MB of CSV, 0.53 GB peak memory while writing; so 5M rows
-# are about 20 s, 0.4 GB of CSV (plus its columnar cache) and 2.7 GB of memory, which fits a
-# small machine, and cover one epoch of the default run (4,000 steps of 1,024).
+# on 2 CPU cores: 4 s to write, 82 MB of CSV, 0.53 GB peak memory while writing; scaled to
+# 5M rows, about 20 s, 0.4 GB of CSV (plus its columnar cache) and 2.7 GB of memory, which
+# fits a small machine (2 cores, 24 GB), and one epoch of the default run (4,000 x 1,024).
 SYNTHETIC_TRAIN_ROWS_CAP = 5_000_000
 # Without num_steps (num_epochs decide the steps), the data decide the run's length: then
 # the size EasyRec configs used to get, for num_epochs passes over it.
