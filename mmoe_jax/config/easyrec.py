@@ -478,3 +478,29 @@ def _file_descriptor():
 
   add(PIPELINE_FILE)
   return fdp
+
+
+def to_text(config):
+  """A complete config in EasyRec's text form (the pipeline.config a run records).
+
+  Every field is written, defaults included, so the file says what the run used. It
+  holds mmoe_jax's own fields as well (those marked `not in EasyRec` in schema.py: seed,
+  synthetic, sharding, ...), so that load_config reads it back equal; EasyRec itself
+  rejects those. One thing the text form cannot say: a repeated field left empty where
+  its default is not (a sharding rule set to ()) is not written, so it reads back as its
+  default; config.json, beside it, holds the exact value.
+  """
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  message = json_format.ParseDict(_plain(config), _pipeline_class()())
+  return ('# The resolved config of an mmoe_jax run (EasyRec text format; seed, synthetic, '
+          'sharding\n# and fields marked `not in EasyRec` in mmoe_jax/config/schema.py are '
+          "mmoe_jax's own).\n" + text_format.MessageToString(message))
+
+
+def _plain(value):
+  """A ConfigDict as dicts, lists and scalars (json_format's input)."""
+  if isinstance(value, dict) or hasattr(value, 'items'):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value

@@ -379,7 +379,8 @@ TASK_CORRELATION = Message(
     noise_std=0.1,
     sines_seed=0,
 )
-SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0,
+# train_rows 0: sized for the run, one epoch of num_steps x batch_size, capped (data/__init__.py)
+SYNTHETIC = Message('Synthetic', train_rows=0, eval_rows=50000, seed=0,
                     task_correlation=Optional(TASK_CORRELATION))
 
 # not in EasyRec: the device mesh and the layout of arrays on it (training/sharding.py).

@@ -12,6 +12,7 @@ from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
+from mmoe_jax.training import run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
 from mmoe_jax.training.trainer import Trainer
@@ -36,9 +37,10 @@ def evaluate(trainer, state, columns, oracle=None):
   return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle)
 
 
-def evaluate_checkpoint(config, input_path=None):
-  """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path)."""
-  config = validate(config)
+def evaluate_checkpoint(config, input_path=None, use_given_config=False):
+  """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path),
+  with the config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+  config = run_dir.config_of_checkpoint(validate(config), use_given_config)
   path = input_path or data_lib.input_paths(config, log=log.info)[1]
   eval_data = load_eval(path, config)
   trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
@@ -47,9 +49,10 @@ def evaluate_checkpoint(config, input_path=None):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path):
-  """Predictions of the latest checkpoint for every row of a CSV, in input order."""
-  config = validate(config)
+def predict_checkpoint(config, input_path, use_given_config=False):
+  """Predictions of the latest checkpoint for every row of a CSV, in input order, with the
+  config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+  config = run_dir.config_of_checkpoint(validate(config), use_given_config)
   # Labels are not read here, so they are not checked either.
   rows = data_lib.load(input_path, config, log=log.info, check_labels=False)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))

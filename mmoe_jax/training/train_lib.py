@@ -14,16 +14,27 @@ from jax.experimental import multihost_utils
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import evaluation, input_pipeline, writers
+from mmoe_jax.training import evaluation, input_pipeline, run_dir, writers
 from mmoe_jax.training.input_pipeline import BatchSampler, batch
 from mmoe_jax.training.trainer import Trainer
 
 log = logging.getLogger('mmoe_jax')
 
 
-def train_and_evaluate(config):
-  """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics."""
-  config = validate(config)
+def train_and_evaluate(config, fresh=False, accept_config=False):
+  """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics.
+
+  model_dir is locked and records the config meanwhile (run_dir.open_run, which says what
+  `fresh` and `accept_config` do when the record differs).
+  """
+  run = run_dir.open_run(validate(config), fresh=fresh, accept_config=accept_config)
+  try:
+    return _train_and_evaluate(run.config)
+  finally:
+    run.close()
+
+
+def _train_and_evaluate(config):
   lead = jax.process_index() == 0  # multi-host: process 0 writes the logs and metrics
   os.makedirs(config.model_dir, exist_ok=True)
   for turn in ('lead', 'rest'):  # the synthetic files and caches are written once
@@ -40,6 +51,7 @@ def train_and_evaluate(config):
   for line in trainer.layout():
     log.info('%s', line)
   state = checkpoint_lib.restore(ckpt, trainer) or trainer.create_state()
+  state = run_dir.resume_learning_rate(state, config)
   start = int(state['step'])
   if start:
     log.info('resumed from %s at step %d', ckpt.directory, start)
