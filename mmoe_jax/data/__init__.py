@@ -79,12 +79,13 @@ def task_correlation_data(config):
   from mmoe_jax.data import task_correlation
   from mmoe_jax.data.columnar import ColumnarData
   s = config.synthetic
-  x, labels = task_correlation.generate(s.train_rows + s.eval_rows, seed=s.seed,
+  train_rows = s.train_rows or synthetic_train_rows(config)[0]
+  x, labels = task_correlation.generate(train_rows + s.eval_rows, seed=s.seed,
                                         **s.task_correlation.to_dict())
   feature = next(f.feature_name for f in config.feature_configs)
   split = lambda rows: ColumnarData({feature: x[rows]}, {k: v[rows] for k, v in labels.items()},
                                     len(x[rows]), 0)
-  return split(slice(0, s.train_rows)), split(slice(s.train_rows, None))
+  return split(slice(0, train_rows)), split(slice(train_rows, None))
 
 
 def load(paths, config, log=print, field='input path', check_labels=True):
