@@ -53,8 +53,8 @@ def describe(bits):
 
 def nonfinite(state):
   """{run: (step, what)} for each run of `state` that met a non-finite step: run 0 for a
-  single run, the replica index for a sweep's state. step counts from 1 (the step after
-  which state['step'] was step), as the logs do."""
+  single run, the replica index for a sweep's state. step counts from 1, as the logs do
+  (nonfinite_step counts from 0)."""
   steps, bits = jax.device_get((state['nonfinite_step'], state['nonfinite']))
   return {r: (int(s) + 1, describe(b)) for r, (s, b) in
           enumerate(zip(np.atleast_1d(steps), np.atleast_1d(bits))) if s >= 0}
@@ -101,5 +101,5 @@ class DivergenceWarning:
       who = ' '.join(filter(None, (name, f'replica {r}' if np.ndim(total_loss) else '')))
       log.warning('%stotal_loss %.5g at step %d is over %d x %.5g, the loss of all-zero '
                   'logits (an untrained model): training has likely diverged. Lower the '
-                  'learning rate or set train_config.gradient_clipping_by_norm.', who and who + ': ',
-                  loss, step, DIVERGED_FACTOR, base)
+                  'learning rate or set train_config.gradient_clipping_by_norm.',
+                  who and who + ': ', loss, step, DIVERGED_FACTOR, base)

@@ -117,10 +117,10 @@ class Trainer:
     (grads, lookup_grads), (terms, batch_stats) = jax.grad(
         loss_fn, argnums=(0, 1), has_aux=True)(
             dense, self.optimizer.perturbations(batch['features']))
+    norm = self.optimizer.global_norm(grads, lookup_grads, state['params'], batch['features'])
     params, opt_state = self.optimizer.apply(grads, lookup_grads, state['opt_state'],
                                              state['params'], batch['features'],
                                              state['hparams']['learning_rate'])
-    norm = self.optimizer.global_norm(grads, lookup_grads, state['params'], batch['features'])
     step = state['step']
     # Remember the first step whose loss or gradient norm was not finite, and which (a
     # finite loss can come with non-finite gradients, which make the parameters NaN); the
