@@ -72,9 +72,10 @@ def zero_logit_loss(towers, labels):
   replica)."""
   total = 0.0
   for tower in towers:
-    if tower.loss_type == 'L2_LOSS':
-      label = jnp.asarray(labels[tower.label_name], jnp.float32)
-      loss = jax.device_get(jnp.mean(jnp.square(label), axis=-1))
+    if tower.loss_type == 'L2_LOSS':  # on the host or the device, where the labels are
+      label = labels[tower.label_name]
+      xp = np if isinstance(label, np.ndarray) else jnp
+      loss = jax.device_get(xp.mean(xp.square(label.astype(np.float32)), axis=-1))
     else:
       loss = np.log(max(tower.num_class, 2))
     total = total + tower.weight * loss
