@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import sharding as sharding_lib
+from mmoe_jax.training import cadence
 
 MAX_STEPS_PER_DISPATCH = 100  # bounds the [K, B] index array sent with each dispatch
 
@@ -149,11 +150,7 @@ class DeviceResident:
     self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)
 
   def chunks(self, start, stop):
-    k = self.steps_per_dispatch
-    while start < stop:
-      end = min((start // k + 1) * k, stop)
-      yield range(start, end)
-      start = end
+    return cadence.dispatches(start, stop, self.steps_per_dispatch)
 
   def indices(self, steps):
     return jax.device_put(self.sampler.indices(steps.start, len(steps)).astype(np.int32),

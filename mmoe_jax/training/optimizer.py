@@ -237,6 +237,18 @@ class Optimizer:
           tables[name], mu[name], nu[name], ids, g, count, lr)
     return self.merge(dense, tables), dict(dense=dense_state, count=count, mu=mu, nu=nu)
 
+  def global_norm(self, grads, lookup_grads, params, features):
+    """The global L2 norm of this step's gradients before clipping, as if every table
+    were dense: the dense gradients and each lazy table's row gradients (EasyRec's
+    global_norm/gradient_norm). XLA computes the row sums once for this and `apply`."""
+    if not self.tables:
+      return optax.tree.norm(grads)
+    _, tables = self.split(params)
+    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads['embedding'],
+                                  features)[1]
+            for name in self.tables}
+    return optax.tree.norm((grads, rows))
+
   def _row_grads(self, name, vocab_size, lookup_grads, features):
     """(distinct ids [n], summed gradients [n, D]) of one table over its features.
 

@@ -19,6 +19,15 @@ def record_eval(model_dir, writer, step, result):
   writer.scalars('eval', step, result)
 
 
+def eval_steps(model_dir):
+  """The steps that metrics.jsonl holds an evaluation of."""
+  path = os.path.join(model_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return set()
+  with open(path) as f:
+    return {json.loads(line)['step'] for line in f if line.strip()}
+
+
 class SummaryWriters:
   """TensorBoard event files: model_dir for training, model_dir/eval_val for evaluation."""
 
