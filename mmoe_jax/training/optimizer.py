@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from mmoe_jax.config import optimizer_name
-# Re-exported: the train loop and the sweep read the base rate from here.
-from mmoe_jax.training.schedules import base_learning_rate, learning_rate_schedule  # noqa: F401
+from mmoe_jax.training.schedules import learning_rate_schedule
 
 # TF1's AdamOptimizer epsilon is 1e-8, as optax's default. (TF1 adds it to sqrt(v) before
 # the bias correction, optax after: the two differ only while sqrt(v_hat) is near 1e-8.)

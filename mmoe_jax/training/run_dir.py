@@ -28,7 +28,7 @@ import numpy as np
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import ConfigError, complete, validate
 from mmoe_jax.config.easyrec import to_text
-from mmoe_jax.training.optimizer import base_learning_rate
+from mmoe_jax.training.schedules import base_learning_rate
 
 log = logging.getLogger('mmoe_jax')
 

@@ -20,7 +20,8 @@ from mmoe_jax import models
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import model_params
 from mmoe_jax.training import losses, precision
-from mmoe_jax.training.optimizer import Optimizer, base_learning_rate
+from mmoe_jax.training.optimizer import Optimizer
+from mmoe_jax.training.schedules import base_learning_rate
 
 # EasyRec's summary name for the global norm of the gradients (before clipping).
 GRADIENT_NORM = 'global_norm/gradient_norm'
