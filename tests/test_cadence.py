@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import types
 
 import numpy as np
@@ -65,19 +66,24 @@ def _sweep_steps(caplog):
 
 
 def test_a_resumed_sweep_logs_and_saves_on_the_cadence(tmp_path, caplog):
-  """Resumed from a final step that is no multiple of the intervals (12), a sweep still logs
-  and checkpoints on their multiples, as train.py does; it used to step 12, 17, 22... and
-  log and save only at the end."""
+  """Resumed from a step that is no multiple of the intervals (12), a sweep still logs and
+  checkpoints on their multiples, as train.py does; it used to step 12, 17, 22... and log
+  and save only at the end. (num_steps is part of a group's key, so the 12-step group's
+  checkpoints are put where the 30-step group looks for its own.)"""
   runs = [sweep.Run('tiny', seed=0)]
   common = {'train_config.log_step_count_steps': 5, 'train_config.save_checkpoints_steps': 10,
             'train_config.keep_checkpoint_max': 10}
   workdir = str(tmp_path / 'sweep')
   sweep.run_sweep(task_correlation, runs, workdir, {**common, 'train_config.num_steps': 12})
-  (group,) = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))]
-  os.remove(os.path.join(workdir, group, 'results.jsonl'))  # not finished
+  (short,) = [d for d in os.listdir(workdir)
+              if os.path.isdir(os.path.join(workdir, d, 'checkpoints'))]
+  longer = {**common, 'train_config.num_steps': 30}
+  (group, _), = sweep.group_runs(task_correlation, runs, longer)
+  shutil.copytree(os.path.join(workdir, short, 'checkpoints'),
+                  os.path.join(workdir, group, 'checkpoints'))
   caplog.clear()
   with caplog.at_level(logging.INFO, logger='mmoe_jax'):
-    sweep.run_sweep(task_correlation, runs, workdir, {**common, 'train_config.num_steps': 30})
+    sweep.run_sweep(task_correlation, runs, workdir, longer)
   assert _sweep_steps(caplog) == [15, 20, 25, 30]
   saved = sorted(int(s) for s in os.listdir(os.path.join(workdir, group, 'checkpoints'))
                  if s.isdigit())
