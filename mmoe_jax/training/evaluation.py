@@ -96,10 +96,35 @@ def tower_results(towers, predictions, columns, oracle=None):
     log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
                 columns.skipped_rows)
     oracle = None
+  if 'probs_ctcvr' in predictions or 'y_ctcvr' in predictions:  # ESMM's outputs
+    return esmm_results(*towers, predictions, columns, oracle)
   result = {}
   for tower in towers:
     result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
     if oracle is not None and tower.label_name in oracle:
       result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
           columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
+  return result
+
+
+def esmm_results(cvr, ctr, predictions, columns, oracle=None):
+  """ESMM's metrics (metrics.esmm_metrics), and the oracle AUCs of the same targets where
+  the data knows P(cvr label | ctr label), keyed '<cvr label>|<ctr label>' (the embedded
+  data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
+  oracle_auc_<ctr>."""
+  labels = columns.labels
+  result = metrics_lib.esmm_metrics(cvr, ctr, predictions, labels)
+  given = f'{cvr.label_name}|{ctr.label_name}'
+  if oracle is None or ctr.label_name not in oracle:
+    return result
+  n = columns.num_rows
+  p_ctr = oracle[ctr.label_name][:n]
+  y_ctr, y_cvr = np.asarray(labels[ctr.label_name]), np.asarray(labels[cvr.label_name])
+  result[f'oracle_auc_{ctr.tower_name}'] = metrics_lib.auc(y_ctr, p_ctr)
+  if given in oracle:
+    p_cvr = oracle[given][:n]
+    clicked = y_ctr > 0
+    result['oracle_auc_ctcvr'] = metrics_lib.auc(y_cvr * y_ctr, p_cvr * p_ctr)
+    result[f'oracle_auc_{cvr.tower_name}_masked'] = metrics_lib.auc(y_cvr[clicked],
+                                                                    p_cvr[clicked])
   return result
