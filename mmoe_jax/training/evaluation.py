@@ -27,7 +27,8 @@ def predict_rows(trainer, state, columns):
 
 def evaluate(trainer, state, columns, oracle=None):
   """Metrics over the whole eval set (see tower_results)."""
-  return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle)
+  return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle,
+                       trainer.config.model_config.model_class)
 
 
 def evaluate_checkpoint(config, input_path=None):
@@ -86,8 +87,9 @@ def eval_chunks(num_rows, eval_batch_size):
     yield rows
 
 
-def tower_results(towers, predictions, columns, oracle=None):
+def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE'):
   """Each tower's metrics; oracle_auc_<tower> where the true probabilities are known.
+  ESMM's are its own (esmm_results).
 
   `oracle` holds the true probability of every row of the eval file, by label name; it
   lines up with `columns` unless malformed rows were skipped.
@@ -96,7 +98,7 @@ def tower_results(towers, predictions, columns, oracle=None):
     log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
                 columns.skipped_rows)
     oracle = None
-  if 'probs_ctcvr' in predictions or 'y_ctcvr' in predictions:  # ESMM's outputs
+  if model_class == 'ESMM':
     return esmm_results(*towers, predictions, columns, oracle)
   result = {}
   for tower in towers:
