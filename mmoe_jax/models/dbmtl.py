@@ -55,13 +55,13 @@ class DBMTL(nn.Module):
       aux['gate_weights'] = {t.tower_name: gate(bottom, self.num_expert, f'gate_{t.tower_name}')
                              for t in self.task_towers}
       task_inputs = {t: mix(w, experts) for t, w in aux['gate_weights'].items()}
-    features = {t.tower_name: Dnn(t.dnn, name=f'tower_{t.tower_name}')(
+    hidden = {t.tower_name: Dnn(t.dnn, name=f'tower_{t.tower_name}')(
         task_inputs[t.tower_name], train=train) for t in self.task_towers}
     relation, logits = {}, {}
     for i in self.order:
       tower, spec = self.task_towers[i], self.relations[i]
       name = tower.tower_name
-      u = jnp.concatenate([features[name]] + [relation[a] for a in spec.relation_tower_names],
+      u = jnp.concatenate([hidden[name]] + [relation[a] for a in spec.relation_tower_names],
                           axis=-1)
       relation[name] = Dnn(spec.relation_dnn, name=f'relation_dnn_{name}')(u, train=train)
       out = Dnn(output_spec(tower.num_class), name=f'output_{name}')(relation[name], train=train)

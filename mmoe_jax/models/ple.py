@@ -52,20 +52,18 @@ class ExtractionNetwork(nn.Module):
       expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
     task_experts = Dnn(self.spec.task_expert_net, num_task * n, name='task_expert_net')(
         expert_input, train=train)  # [B, T * n, H]
-    if s:
-      shared_experts = Dnn(self.spec.share_expert_net, s, name='share_expert_net')(
-          shared, train=train)  # [B, s, H]
-      with_shared = lambda experts: jnp.concatenate([experts, shared_experts], axis=1)
-    else:
-      with_shared = lambda experts: experts
+    shared_experts = (Dnn(self.spec.share_expert_net, s, name='share_expert_net')(
+        shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
     outputs, gates = [], {}
     for t, name in enumerate(self.tower_names):
       gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
-      outputs.append(mix(gates[name], with_shared(task_experts[:, t * n:(t + 1) * n])))
+      own = task_experts[:, t * n:(t + 1) * n]
+      outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
     if self.final:
       return outputs, None, gates
     gates['share'] = gate(shared, num_task * n + s, 'gate_share')
-    return outputs, mix(gates['share'], with_shared(task_experts)), gates
+    every = jnp.concatenate([task_experts, shared_experts], axis=1)
+    return outputs, mix(gates['share'], every), gates
 
 
 class PLE(nn.Module):
