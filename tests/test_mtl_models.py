@@ -5,7 +5,9 @@ gate, per layer; ../shared/reference/mtl.md sections 2-5), reading the same para
 the config errors; ESMM's outputs, losses and metrics; EasyRec's own sample configs.
 """
 
+import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -17,8 +19,9 @@ import reference
 from conftest import EASYREC_CONFIGS, ROOT
 from mmoe_jax import metrics
 from mmoe_jax.builder import build_model, predictions_fn
-from mmoe_jax.config import ConfigError, easyrec, load_config, task_towers, validate
-from mmoe_jax.training import losses, train_lib
+from mmoe_jax.config import (ConfigError, easyrec, import_config, load_config, task_towers,
+                             validate)
+from mmoe_jax.training import losses, sweep, train_lib
 from test_model import random_features
 
 MULTI_TASK = os.path.join(EASYREC_CONFIGS, 'multi_task')
@@ -535,3 +538,38 @@ def _plain(value, **dnn):
   if isinstance(value, tuple):
     return tuple(_plain(v, **dnn) for v in value)
   return value
+
+
+@pytest.mark.parametrize('name', ['esmm', 'ple'])
+def test_sweep_replica_equals_its_run_alone(name, tmp_path):
+  """A vmapped sweep of 2 seeds: replica 1 trains and evaluates as its run alone (ESMM: its
+  own losses and metrics inside the vmapped step and the sweep's evaluation)."""
+  module = config_module(name)
+  runs = [sweep.Run('tiny', seed=s, **SMALL) for s in range(2)]
+  sweep.run_sweep(module, runs, str(tmp_path / 'sweep'), {'model_dir': str(tmp_path / 'x')})
+  rows = [json.loads(line) for line in open(tmp_path / 'sweep' / 'results.jsonl')]
+  config = runs[1].config(module, {'model_dir': str(tmp_path / 'alone')})
+  alone = train_lib.train_and_evaluate(config)
+  assert rows[1]['step'] == alone['step'] == 4
+  for key, value in alone.items():
+    np.testing.assert_allclose(rows[1][key], value, rtol=1e-4, err_msg=key)
+
+
+# Sizes of the sweep test: tables of 100 rows, 4 steps.
+SMALL = {'train_config.num_steps': 4, 'train_config.save_checkpoints_steps': 4,
+         'train_config.log_step_count_steps': 2, 'synthetic.train_rows': 600,
+         'synthetic.eval_rows': 300}
+
+
+def config_module(name):
+  """configs/<name>.py, its tables cut to 100 rows, as a module with get_config."""
+  module = import_config(os.path.join(CONFIGS, f'{name}.py'))
+  get_config = module.get_config
+
+  def small_tables(arg=None):
+    c = get_config(arg)
+    for feature in c.feature_configs:
+      feature.hash_bucket_size = min(feature.hash_bucket_size, 100)
+    return c
+
+  return types.SimpleNamespace(get_config=small_tables)
