@@ -5,14 +5,19 @@ hands the modules plain values (specs), so the import direction is config -> bui
 models and never the other way.
 """
 
+import functools
+
 import jax.numpy as jnp
 
-from mmoe_jax.config import block_order, input_block, model_params, vocab_size
-from mmoe_jax.models import registry
+from mmoe_jax.config import block_order, input_block, relation_order, task_towers, vocab_size
+from mmoe_jax.models import esmm, mmoe, registry
 from mmoe_jax.models.backbone import Backbone, BlockSpec, InputLayer, MultiTaskModel
+from mmoe_jax.models.dbmtl import DBMTL, RelationSpec
 from mmoe_jax.models.embedding import FeatureSpec
 from mmoe_jax.models.layers import DnnSpec
 from mmoe_jax.models.mmoe import MMoE, TowerSpec
+from mmoe_jax.models.ple import PLE, ExtractionSpec
+from mmoe_jax.models.simple_multi_task import SimpleMultiTask
 
 
 def feature_specs(config, group_name='all', vocab_multiple=1):
@@ -43,9 +48,16 @@ def dnn_spec(dnn):
 
 
 def tower_specs(config):
+  """The towers in EasyRec's order (config/validate.py task_towers; ESMM: cvr, ctr)."""
   return tuple(TowerSpec(tower_name=t.tower_name, num_class=t.num_class, loss_type=t.loss_type,
                          dnn=dnn_spec(t.dnn))
-               for t in model_params(config.model_config).task_towers)
+               for t in task_towers(config.model_config))
+
+
+def predictions_fn(config):
+  """logits -> EasyRec's output dict for this model: ESMM adds probs_ctcvr (or y_ctcvr)."""
+  module = esmm if config.model_config.model_class == 'ESMM' else mmoe
+  return functools.partial(module.predictions, towers=tower_specs(config))
 
 
 def compute_dtype(config):
@@ -59,13 +71,51 @@ def build_model(config, vocab_multiple=1):
   vocab_multiple: every embedding table gets zero rows up to a multiple of this, the
   number of devices its rows are split over (training/sharding.py).
   """
-  if config.model_config.model_class == 'MultiTaskModel':
+  model_class = config.model_config.model_class
+  if model_class == 'MultiTaskModel':
     return multi_task_model(config, vocab_multiple)
-  mmoe = config.model_config.mmoe
-  experts = tuple((e.expert_name, dnn_spec(e.dnn)) for e in mmoe.experts)
-  return MMoE(features=feature_specs(config, vocab_multiple=vocab_multiple),
-              expert_dnn=dnn_spec(mmoe.expert_dnn), num_expert=len(experts) or mmoe.num_expert,
-              task_towers=tower_specs(config), experts=experts, dtype=compute_dtype(config))
+  if model_class == 'ESMM':
+    return esmm_model(config, vocab_multiple)
+  common = dict(features=feature_specs(config, vocab_multiple=vocab_multiple),
+                task_towers=tower_specs(config), dtype=compute_dtype(config))
+  if model_class == 'SimpleMultiTask':
+    return SimpleMultiTask(**common)
+  if model_class == 'PLE':
+    return PLE(extraction_networks=tuple(
+        ExtractionSpec(network_name=n.network_name, expert_num_per_task=n.expert_num_per_task,
+                       share_num=n.share_num, task_expert_net=dnn_spec(n.task_expert_net),
+                       share_expert_net=dnn_spec(n.share_expert_net) if n.share_num else DnnSpec())
+        for n in config.model_config.ple.extraction_networks), **common)
+  if model_class == 'DBMTL':
+    return dbmtl_model(config, common)
+  params = config.model_config.mmoe
+  experts = tuple((e.expert_name, dnn_spec(e.dnn)) for e in params.experts)
+  return MMoE(expert_dnn=dnn_spec(params.expert_dnn),
+              num_expert=len(experts) or params.num_expert, experts=experts, **common)
+
+
+def esmm_model(config, vocab_multiple):
+  """ESMM over its groups' features (EasyRec: the group `all`, fed as is, if none)."""
+  params = config.model_config.esmm
+  groups = tuple((g.input, dnn_spec(g.dnn)) for g in params.groups) or (('all', DnnSpec()),)
+  by_group = {name: feature_specs(config, name, vocab_multiple) for name, _ in groups}
+  features = {f.feature_name: f for specs in by_group.values() for f in specs}
+  cvr, ctr = tower_specs(config)
+  return esmm.ESMM(
+      features=tuple(features.values()),
+      feature_groups=tuple((g, tuple(f.feature_name for f in fs)) for g, fs in by_group.items()),
+      groups=groups, cvr_tower=cvr, ctr_tower=ctr, dtype=compute_dtype(config))
+
+
+def dbmtl_model(config, common):
+  params = config.model_config.dbmtl
+  return DBMTL(
+      relations=tuple(RelationSpec(tuple(t.relation_tower_names), dnn_spec(t.relation_dnn))
+                      for t in params.task_towers),
+      order=relation_order(params.task_towers),
+      bottom_dnn=dnn_spec(params.bottom_dnn) if 'bottom_dnn' in params else DnnSpec(),
+      expert_dnn=dnn_spec(params.expert_dnn) if 'expert_dnn' in params else None,
+      num_expert=params.num_expert, **common)
 
 
 def multi_task_model(config, vocab_multiple=1):

@@ -4,6 +4,8 @@ Names follow EasyRec: <metric>_<tower_name>, e.g. auc_ctr. A non-finite predicti
 its metric non-finite (NaN in, NaN out): a diverged model never reports a plausible number.
 """
 
+import types
+
 import numpy as np
 
 
@@ -72,4 +74,28 @@ def tower_metrics(tower, predictions, labels):
       out[f'mean_absolute_error_{t}'] = mean_absolute_error(label, value)
     elif 'accuracy' in metric:
       out[f'accuracy_{t}'] = accuracy(label, value)
+  return out
+
+
+def esmm_metrics(cvr, ctr, predictions, labels):
+  """EasyRec's ESMM metrics (model/esmm.py): for each metric of the cvr tower, <metric>_ctcvr
+  (label y_cvr * y_ctr, prediction probs_ctcvr or y_ctcvr) and <metric>_<cvr>_masked (the
+  cvr prediction on the clicked rows, y_ctr > 0, only); the ctr tower's as any tower's.
+  There is no metric of the cvr tower on all rows.
+  """
+  y_ctr = np.asarray(labels[ctr.label_name])
+  y_cvr = np.asarray(labels[cvr.label_name])
+  clicked = y_ctr > 0
+  kind = 'y' if cvr.loss_type == 'L2_LOSS' else 'probs'
+  masked = f'{cvr.tower_name}_masked'
+  views = {
+      'ctcvr': ({f'{kind}_ctcvr': predictions[f'{kind}_ctcvr']}, y_cvr * y_ctr),
+      masked: ({f'{kind}_{masked}': np.asarray(predictions[f'{kind}_{cvr.tower_name}'])[clicked]},
+               y_cvr[clicked]),
+  }
+  out = {}
+  for name, (preds, label) in views.items():
+    tower = types.SimpleNamespace(tower_name=name, label_name=name, metrics_set=cvr.metrics_set)
+    out.update(tower_metrics(tower, preds, {name: label}))
+  out.update(tower_metrics(ctr, predictions, labels))
   return out

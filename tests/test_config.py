@@ -12,7 +12,7 @@ from ml_collections import config_flags
 
 import mmoe
 from mmoe_jax.config import schema
-from mmoe_jax.config import ConfigError, complete, load_config, model_params, parse_arg, validate
+from mmoe_jax.config import ConfigError, complete, load_config, parse_arg, task_towers, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,7 @@ def test_every_config_file_loads_and_validates(spec):
   if spec.endswith(':full') and 'full' not in open(spec[:-5]).read():
     pytest.skip('this config has no :full variant')
   config = validate(load_config(spec))
-  assert model_params(config.model_config).task_towers
+  assert task_towers(config.model_config)
 
 
 def test_seed_config_mirrors_easyrec_sample():

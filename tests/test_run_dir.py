@@ -122,7 +122,8 @@ def test_every_config_variant_has_its_own_model_dir():
                'mmoe_backbone.py', 'mmoe_backbone.py:full', 'mmoe_backbone.py:tiny,bn',
                'task_correlation.py', 'task_correlation.py:tiny',
                'task_correlation.py:model=omoe,seed=3', 'census.py', 'census.py:tiny',
-               'census.py:full', 'census.py:model=omoe,group=2'):
+               'census.py:full', 'census.py:model=omoe,group=2', 'esmm.py', 'esmm.py:tiny',
+               'ple.py', 'ple.py:full', 'dbmtl.py', 'dbmtl.py:mmoe', 'simple_multi_task.py:tiny'):
     dirs[spec] = load_config(os.path.join(ROOT, 'configs', spec)).model_dir
   assert len(set(dirs.values())) == len(dirs), dirs
   assert dirs['mmoe.py'] == 'experiments/mmoe_taobao'

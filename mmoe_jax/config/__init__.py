@@ -7,8 +7,8 @@ import types
 from mmoe_jax.config.backbone import block_order, input_block
 from mmoe_jax.config.complete import ConfigError, complete
 from mmoe_jax.config.easyrec import load_pipeline
-from mmoe_jax.config.validate import (feature_dim, model_params, optimizer_name, validate,
-                                      vocab_size)
+from mmoe_jax.config.validate import (feature_dim, model_params, optimizer_name, relation_order,
+                                      task_towers, validate, vocab_size)
 
 
 def parse_arg(arg, **defaults):
@@ -90,5 +90,5 @@ def import_config(path):
 
 
 __all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'feature_dim', 'model_params',
-           'optimizer_name', 'block_order', 'input_block', 'parse_arg', 'load_config',
-           'import_config', 'load_pipeline', 'variant_dir']
+           'task_towers', 'relation_order', 'optimizer_name', 'block_order', 'input_block',
+           'parse_arg', 'load_config', 'import_config', 'load_pipeline', 'variant_dir']

@@ -135,10 +135,10 @@ UNSUPPORTED = {
         **_fields(NOT_IMPLEMENTED, 'negative_sampler', accepts=(False,)),
     },
     'EasyRecModel': {
-        **_fields(NOT_IMPLEMENTED + ' (models: MMoE, MultiTaskModel)', 'dummy', 'wide_and_deep',
-                  'deepfm', 'multi_tower', 'fm', 'dcn', 'autoint', 'dlrm', 'cmbf', 'uniter',
-                  'multi_tower_recall', 'dssm', 'mind', 'dropoutnet', 'metric_learning', 'pdn',
-                  'dssm_senet', 'dat', 'esmm', 'dbmtl', 'simple_multi_task', 'ple',
+        **_fields(NOT_IMPLEMENTED + ' (models: MMoE, ESMM, PLE, DBMTL, SimpleMultiTask, '
+                  'MultiTaskModel)', 'dummy', 'wide_and_deep', 'deepfm', 'multi_tower', 'fm',
+                  'dcn', 'autoint', 'dlrm', 'cmbf', 'uniter', 'multi_tower_recall', 'dssm',
+                  'mind', 'dropoutnet', 'metric_learning', 'pdn', 'dssm_senet', 'dat',
                   'rocket_launching'),
         **_fields(NOT_IMPLEMENTED, 'seq_att_groups', 'kd', 'restore_filters',
                   'variational_dropout', 'losses', 'label_name'),
@@ -160,6 +160,10 @@ UNSUPPORTED = {
         # Without data_config.sample_weight (not implemented) it changes nothing.
         **_fields(NOT_IMPLEMENTED, 'use_sample_weight', accepts=ANY),
     },
+    'DBMTL': {
+        **_fields(NOT_IMPLEMENTED, 'bottom_cmbf', 'bottom_uniter', 'sequence_dnn'),
+        **_fields(NOT_IMPLEMENTED, 'use_feature_bn', accepts=(False,)),
+    },
     'BackboneTower': _fields(NOT_IMPLEMENTED, 'packages'),
     'Block': _fields(NOT_IMPLEMENTED, 'extra_input_fn', 'layers', 'lambda', 'recurrent', 'repeat',
                      'raw_input', 'embedding_layer'),
@@ -173,6 +177,10 @@ UNSUPPORTED = {
                           'masknet', 'bilinear', 'fibinet', 'din', 'bst', 'seq_aug', 'ppnet',
                           'text_cnn', 'highway'),
 }
+
+# DBMTL's towers: TaskTower's fields and their support, plus the relation fields it reads.
+UNSUPPORTED['BayesTaskTower'] = {k: v for k, v in UNSUPPORTED['TaskTower'].items()
+                                 if k not in schema.BAYES_TASK_TOWER.fields}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +221,7 @@ ENUMS = {
                           'KL_DIVERGENCE_LOSS', 'LISTWISE_RANK_LOSS', 'LISTWISE_DISTILL_LOSS',
                           'ZILN_LOSS')}),
 }
+ENUMS['BayesTaskTower', 'loss_type'] = ENUMS['TaskTower', 'loss_type']
 
 _MESSAGE = object()  # a message value, as _skip reports it
 

@@ -89,6 +89,59 @@ MMOE = Message(
     l2_regularization=1e-4,
 )
 
+# easy_rec/python/protos/tower.proto: a feature group and the DNN it goes through (ESMM's groups)
+TOWER = Message('Tower', input=REQUIRED, dnn=DNN)
+# easy_rec/python/protos/tower.proto: DBMTL's task tower, a TaskTower that reads the relation
+# outputs of other towers
+BAYES_TASK_TOWER = Message(
+    'BayesTaskTower',
+    **TASK_TOWER.fields,
+    relation_tower_names=Repeated(str),  # towers whose relation_dnn outputs this one reads
+    relation_dnn=DNN,  # unset (no hidden_units): the identity
+)
+
+# easy_rec/python/protos/esmm.proto
+ESMM = Message(
+    'ESMM',
+    groups=Repeated(TOWER),  # () = the group 'all', fed as is
+    ctr_tower=TASK_TOWER,  # required in EasyRec
+    cvr_tower=TASK_TOWER,  # required in EasyRec
+    l2_regularization=1e-4,
+)
+
+# easy_rec/python/protos/ple.proto
+EXTRACTION_NETWORK = Message(
+    'ExtractionNetwork',
+    network_name=REQUIRED,
+    expert_num_per_task=0,  # required in EasyRec; 0 = unset, rejected by validation
+    share_num=0,
+    task_expert_net=DNN,  # required in EasyRec
+    share_expert_net=Optional(DNN),
+)
+PLE = Message(
+    'PLE',
+    extraction_networks=Repeated(EXTRACTION_NETWORK),
+    task_towers=Repeated(TASK_TOWER),
+    l2_regularization=1e-4,
+)
+
+# easy_rec/python/protos/dbmtl.proto
+DBMTL = Message(
+    'DBMTL',
+    bottom_dnn=Optional(DNN),
+    expert_dnn=Optional(DNN),  # set: an MMoE of num_expert experts between bottom and towers
+    num_expert=0,
+    task_towers=Repeated(BAYES_TASK_TOWER),
+    l2_regularization=1e-4,
+)
+
+# easy_rec/python/protos/simple_multi_task.proto
+SIMPLE_MULTI_TASK = Message(
+    'SimpleMultiTask',
+    task_towers=Repeated(TASK_TOWER),
+    l2_regularization=1e-4,
+)
+
 # easy_rec/python/protos/feature_config.proto
 FEATURE_GROUP = Message(
     'FeatureGroupConfig',
@@ -206,12 +259,18 @@ MODEL_PARAMS = Message(
 )
 MODEL_CONFIG = Message(
     'EasyRecModel',
-    oneof=('model_params', 'mmoe'),
-    model_class=REQUIRED,  # 'MMoE' (built in) or 'MultiTaskModel' (backbone + model_params)
+    oneof=('model_params', 'mmoe', 'esmm', 'ple', 'dbmtl', 'simple_multi_task'),
+    # built in: 'MMoE', 'ESMM', 'PLE', 'DBMTL', 'SimpleMultiTask', each reading the field of
+    # its name; or 'MultiTaskModel' (backbone + model_params)
+    model_class=REQUIRED,
     model_name='',  # a free comment
     feature_groups=Repeated(FEATURE_GROUP),
     model_params=MODEL_PARAMS,
     mmoe=MMOE,
+    esmm=ESMM,
+    ple=PLE,
+    dbmtl=DBMTL,
+    simple_multi_task=SIMPLE_MULTI_TASK,
     embedding_regularization=0.0,
     backbone=Optional(BACKBONE_TOWER),
 )

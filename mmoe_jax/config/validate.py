@@ -17,13 +17,21 @@ INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in Eas
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
 # model_class -> the model_config field with its task_towers and l2_regularization
-MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params'}
+MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params', 'ESMM': 'esmm', 'PLE': 'ple',
+                'DBMTL': 'dbmtl', 'SimpleMultiTask': 'simple_multi_task'}
 
 
 def model_params(model_config):
   """The section holding task_towers and l2_regularization: `mmoe` for the built-in MMoE,
   `model_params` for a MultiTaskModel (EasyRec's names)."""
   return model_config[MODEL_PARAMS[model_config.model_class]]
+
+
+def task_towers(model_config):
+  """The model's towers in EasyRec's order: task_towers, or ESMM's (cvr_tower, ctr_tower)."""
+  if model_config.model_class == 'ESMM':
+    return (model_config.esmm.cvr_tower, model_config.esmm.ctr_tower)
+  return model_params(model_config).task_towers
 
 
 def validate(config):
@@ -77,22 +85,26 @@ def validate(config):
                    'group_name')
   for g, group in enumerate(model.feature_groups):
     _one_of(group.wide_deep, WIDE_DEEP, f'model_config.feature_groups[{g}].wide_deep')
-  if not backbone and 'all' not in groups:
-    raise ConfigError("model_config.feature_groups: the built-in MMoE reads the group named "
-                      f"'all' (as EasyRec); got {sorted(groups)}")
+  reads_all = not backbone and not (model.model_class == 'ESMM' and model.esmm.groups)
+  if reads_all and 'all' not in groups:
+    raise ConfigError(f"model_config.feature_groups: the built-in {model.model_class} reads the "
+                      f"group named 'all' (as EasyRec); got {sorted(groups)}")
   for g, group in enumerate(model.feature_groups):
     if not group.feature_names:
       raise ConfigError(f'model_config.feature_groups[{g}].feature_names: empty')
     for j, name in enumerate(group.feature_names):
       _known(name, features, f'model_config.feature_groups[{g}].feature_names[{j}]', 'feature')
   params = model_params(model)
-  _validate_towers(params.task_towers, f'model_config.{section}',
-                   {name: inputs[name].input_type for name in data.label_fields})
+  label_types = {name: inputs[name].input_type for name in data.label_fields}
+  if model.model_class == 'ESMM':
+    _validate_esmm(model.esmm, groups, label_types)
+  else:
+    _validate_towers(params.task_towers, f'model_config.{section}', label_types)
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
-  else:
-    _validate_mmoe(model.mmoe)
+  elif model.model_class in MODEL_CHECKS:
+    MODEL_CHECKS[model.model_class](params)
   if params.l2_regularization < 0 or model.embedding_regularization < 0:
     raise ConfigError('model_config: regularization scales must be >= 0')
 
@@ -378,40 +390,163 @@ def _validate_metric(metric, tower, path):
     raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
 
 
+def _validate_esmm(esmm, groups, label_types):
+  """ESMM: per-group DNNs, then a cvr and a ctr tower of one logit each (EasyRec's asserts).
+
+  The towers are validated in EasyRec's internal order (cvr, ctr), so that without
+  label_name the cvr tower takes label_fields[0] and the ctr tower label_fields[1].
+  """
+  path = 'model_config.esmm'
+  _unique([g.input for g in esmm.groups], f'{path}.groups', 'input')
+  for i, group in enumerate(esmm.groups):
+    _known(group.input, groups, f'{path}.groups[{i}].input', 'feature group')
+    _validate_dnn(group.dnn, f'{path}.groups[{i}].dnn')
+  for i, name in enumerate(('cvr_tower', 'ctr_tower')):
+    tower = esmm[name]
+    _validate_tower(tower, f'{path}.{name}', i, label_types,
+                    {esmm.cvr_tower.tower_name, esmm.ctr_tower.tower_name})
+    if tower.num_class != 1:
+      raise ConfigError(f'{path}.{name}.num_class: ESMM towers have one output, got '
+                        f'{tower.num_class}')
+  if esmm.ctr_tower.loss_type != 'CLASSIFICATION':
+    raise ConfigError(f'{path}.ctr_tower.loss_type: the ctr tower is a binary CLASSIFICATION, '
+                      f'got {esmm.ctr_tower.loss_type}')
+  if esmm.cvr_tower.tower_name == esmm.ctr_tower.tower_name:
+    raise ConfigError(f'{path}.ctr_tower.tower_name: {esmm.ctr_tower.tower_name!r} is also the '
+                      'cvr tower\'s name')
+
+
+def _validate_ple(ple):
+  """PLE: every layer's experts, and equal widths among the experts one gate mixes."""
+  path = 'model_config.ple'
+  networks = ple.extraction_networks
+  if not networks:
+    raise ConfigError(f'{path}.extraction_networks: at least one layer is needed')
+  _unique([n.network_name for n in networks], f'{path}.extraction_networks', 'network_name')
+  for i, net in enumerate(networks):
+    npath = f'{path}.extraction_networks[{i}]'
+    if net.expert_num_per_task <= 0:
+      raise ConfigError(f'{npath}.expert_num_per_task: must be > 0 (required), got '
+                        f'{net.expert_num_per_task}')
+    if net.share_num < 0:
+      raise ConfigError(f'{npath}.share_num: must be >= 0, got {net.share_num}')
+    if not net.task_expert_net.hidden_units:
+      raise ConfigError(f'{npath}.task_expert_net.hidden_units: experts need at least one layer')
+    _validate_dnn(net.task_expert_net, f'{npath}.task_expert_net')
+    if not net.share_num:
+      continue
+    if 'share_expert_net' not in net or not net.share_expert_net.hidden_units:
+      raise ConfigError(f'{npath}.share_expert_net: share_num {net.share_num} needs shared '
+                        'experts with at least one layer')
+    _validate_dnn(net.share_expert_net, f'{npath}.share_expert_net')
+    task_width = net.task_expert_net.hidden_units[-1]
+    share_width = net.share_expert_net.hidden_units[-1]
+    if task_width != share_width:
+      raise ConfigError(f'{npath}.share_expert_net.hidden_units: the gates mix task and shared '
+                        f'experts, so their last widths must agree; task_expert_net ends in '
+                        f'{task_width}, share_expert_net in {share_width}')
+
+
+def _validate_dbmtl(dbmtl):
+  """DBMTL: the bottom, the optional MMoE, and the relations between towers (a DAG)."""
+  path = 'model_config.dbmtl'
+  if 'bottom_dnn' in dbmtl:
+    _validate_dnn(dbmtl.bottom_dnn, f'{path}.bottom_dnn')
+  if 'expert_dnn' in dbmtl:
+    if dbmtl.num_expert <= 0:
+      raise ConfigError(f'{path}.num_expert: must be > 0 with expert_dnn')
+    if not dbmtl.expert_dnn.hidden_units:
+      raise ConfigError(f'{path}.expert_dnn.hidden_units: experts need at least one layer')
+    _validate_dnn(dbmtl.expert_dnn, f'{path}.expert_dnn')
+  elif dbmtl.num_expert:
+    raise ConfigError(f'{path}.num_expert: {dbmtl.num_expert} experts need an expert_dnn')
+  for i, tower in enumerate(dbmtl.task_towers):
+    _validate_dnn(tower.relation_dnn, f'{path}.task_towers[{i}].relation_dnn')
+  relation_order(dbmtl.task_towers, f'{path}.task_towers')
+
+
+def relation_order(towers, path='task_towers'):
+  """The indices of DBMTL's towers in an order where every tower follows the towers it
+  reads (its relation_tower_names); config order where the relations allow.
+
+  EasyRec runs the towers in config order (a tower reading a later one fails there);
+  any order that respects the relations computes the same outputs.
+
+  Raises:
+    ConfigError naming an unknown tower, a repeated one, or a cycle.
+  """
+  index = {t.tower_name: i for i, t in enumerate(towers)}
+  for i, tower in enumerate(towers):
+    names = tower.relation_tower_names
+    for j, name in enumerate(names):
+      _known(name, index, f'{path}[{i}].relation_tower_names[{j}]', 'tower')
+      if name in names[:j]:
+        raise ConfigError(f'{path}[{i}].relation_tower_names[{j}]: {name!r} is repeated')
+  order, done = [], set()
+  while len(order) < len(towers):
+    ready = [i for i, t in enumerate(towers) if i not in done
+             and all(index[name] in done for name in t.relation_tower_names)]
+    if not ready:
+      cycle = _cycle(towers, index, done)
+      raise ConfigError(f'{path}[{cycle[0]}].relation_tower_names: the towers read each other '
+                        'in a cycle: ' + ' -> '.join(towers[i].tower_name for i in cycle))
+    order.append(ready[0])
+    done.add(ready[0])
+  return tuple(order)
+
+
+def _cycle(towers, index, done):
+  """A cycle among the towers not in `done` (each has a relation outside `done`): indices,
+  the first repeated at the end."""
+  path = [next(i for i in range(len(towers)) if i not in done)]
+  while path.count(path[-1]) < 2:
+    path.append(next(index[name] for name in towers[path[-1]].relation_tower_names
+                     if index[name] not in done))
+  return path[path.index(path[-1]):]
+
+
 def _validate_towers(towers, path, label_types):
   """label_types: input_type of each label field, in label_fields order."""
-  label_fields = list(label_types)
   if not towers:
     raise ConfigError(f'{path}.task_towers: at least one tower is needed')
   _unique([t.tower_name for t in towers], f'{path}.task_towers', 'tower_name')
   for i, tower in enumerate(towers):
-    tpath = f'{path}.task_towers[{i}]'
-    if not tower.label_name:  # EasyRec: towers take label_fields in order
-      if i >= len(label_fields):
-        raise ConfigError(f'{tpath}.label_name: unset, and data_config.label_fields has no '
-                          f'entry {i} to take it from')
-      tower.label_name = label_fields[i]
-    _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
-    _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
-    if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
-      raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
-    if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
-      # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
-      raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
-                        f"but input field '{tower.label_name}' is "
-                        f'{label_types[tower.label_name]} (make it INT32 or INT64)')
-    if tower.num_class > 1:  # its outputs logits_<t>_1, _y would shadow those of tower <t>_1
-      for other in (f'{tower.tower_name}_1', f'{tower.tower_name}_y'):
-        if other in {t.tower_name for t in towers}:
-          raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
-                            f'names with this num_class {tower.num_class} tower')
-    if not tower.metrics_set:
-      metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
-                'auc' if tower.num_class <= 2 else 'accuracy')
-      tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
-    for m, metric in enumerate(tower.metrics_set):
-      _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
-    _validate_dnn(tower.dnn, f'{tpath}.dnn')
+    _validate_tower(tower, f'{path}.task_towers[{i}]', i, label_types,
+                    {t.tower_name for t in towers})
+
+
+def _validate_tower(tower, tpath, i, label_types, tower_names):
+  """One tower, the i-th of its model (EasyRec gives it label_fields[i] if unset).
+
+  label_types: input_type of each label field, in label_fields order; tower_names: every
+  tower of the model (a multi-class tower's outputs must not shadow another's)."""
+  label_fields = list(label_types)
+  if not tower.label_name:  # EasyRec: towers take label_fields in order
+    if i >= len(label_fields):
+      raise ConfigError(f'{tpath}.label_name: unset, and data_config.label_fields has no '
+                        f'entry {i} to take it from')
+    tower.label_name = label_fields[i]
+  _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
+  _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
+  if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
+    raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+  if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
+    # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
+    raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
+                      f"but input field '{tower.label_name}' is "
+                      f'{label_types[tower.label_name]} (make it INT32 or INT64)')
+  if tower.num_class > 1:  # its outputs logits_<t>_1, _y would shadow those of tower <t>_1
+    for other in (f'{tower.tower_name}_1', f'{tower.tower_name}_y'):
+      if other in tower_names:
+        raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
+                          f'names with this num_class {tower.num_class} tower')
+  if not tower.metrics_set:
+    metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
+              'auc' if tower.num_class <= 2 else 'accuracy')
+    tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
+  for m, metric in enumerate(tower.metrics_set):
+    _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
+  _validate_dnn(tower.dnn, f'{tpath}.dnn')
 
 
 def _validate_dnn(dnn, path):
@@ -443,3 +578,6 @@ def _one_of(value, allowed, path):
   if value not in allowed:
     raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
 
+
+# model_class -> the checks of its own model section (every model's towers are checked)
+MODEL_CHECKS = {'MMoE': _validate_mmoe, 'PLE': _validate_ple, 'DBMTL': _validate_dbmtl}

@@ -125,8 +125,8 @@ def label_errors(config, data):
   (its AUC counts every non-zero label as positive), and its sparse softmax cross entropy
   fails on CPU and gives NaN on GPU for a class out of range. L2_LOSS labels are any number.
   """
-  from mmoe_jax.config import model_params  # config imports data (synthetic) lazily too
-  for tower in model_params(config.model_config).task_towers:
+  from mmoe_jax.config import task_towers  # config imports data (synthetic) lazily too
+  for tower in task_towers(config.model_config):
     if tower.loss_type != 'CLASSIFICATION':
       continue
     labels = np.asarray(data.labels[tower.label_name])

@@ -15,7 +15,8 @@ on user x ad interactions that only learned embeddings can reach. Labels are dra
 clk ~ Bernoulli(P(click)), buy = clk * Bernoulli(P(buy | click)); a buy happens only
 after a click. The teacher's P(click) and P(buy) = P(click) P(buy | click) are saved
 beside each CSV (`<csv>.oracle.npz`, keyed by label name), so evaluation can report
-oracle_auc_<tower>: the AUC that the true probabilities reach on the same labels.
+oracle_auc_<tower>: the AUC that the true probabilities reach on the same labels; and
+P(buy | click), keyed 'buy|clk', for ESMM's targets (CTCVR, and CVR on clicked rows).
 
 The CSV has EasyRec's 20 taobao columns in input_fields order, no header,
 `|`-separated tag lists.
@@ -157,7 +158,8 @@ def write_csv(path, num_rows, seed, split):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f'{path}.tmp'
   # Oracle first, CSV last: an existing CSV implies a complete pair.
-  np.savez(f'{path}.oracle.npz', clk=p_click.astype(np.float32), buy=p_buy.astype(np.float32))
+  np.savez(f'{path}.oracle.npz', clk=p_click.astype(np.float32), buy=p_buy.astype(np.float32),
+           **{'buy|clk': (p_buy / p_click).astype(np.float32)})
   pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(include_header=False,
                                                    quoting_style='none'))
   os.replace(tmp, path)

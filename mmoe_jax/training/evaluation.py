@@ -34,7 +34,8 @@ def predict_rows(trainer, state, columns):
 
 def evaluate(trainer, state, columns, oracle=None):
   """Metrics over the whole eval set (see tower_results)."""
-  return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle)
+  return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle,
+                       trainer.config.model_config.model_class)
 
 
 def evaluate_checkpoint(config, input_path=None, use_given_config=False):
@@ -101,8 +102,9 @@ def eval_chunks(num_rows, eval_batch_size):
     yield rows
 
 
-def tower_results(towers, predictions, columns, oracle=None):
+def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE'):
   """Each tower's metrics; oracle_auc_<tower> where the true probabilities are known.
+  ESMM's are its own (esmm_results).
 
   `oracle` holds the true probability of every row of the eval file, by label name; it
   lines up with `columns` unless malformed rows were skipped.
@@ -111,10 +113,35 @@ def tower_results(towers, predictions, columns, oracle=None):
     log.warning('not reporting oracle_auc: %d malformed eval rows were skipped',
                 columns.skipped_rows)
     oracle = None
+  if model_class == 'ESMM':
+    return esmm_results(*towers, predictions, columns, oracle)
   result = {}
   for tower in towers:
     result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
     if oracle is not None and tower.label_name in oracle:
       result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
           columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
+  return result
+
+
+def esmm_results(cvr, ctr, predictions, columns, oracle=None):
+  """ESMM's metrics (metrics.esmm_metrics), and the oracle AUCs of the same targets where
+  the data knows P(cvr label | ctr label), keyed '<cvr label>|<ctr label>' (the embedded
+  data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
+  oracle_auc_<ctr>."""
+  labels = columns.labels
+  result = metrics_lib.esmm_metrics(cvr, ctr, predictions, labels)
+  given = f'{cvr.label_name}|{ctr.label_name}'
+  if oracle is None or ctr.label_name not in oracle:
+    return result
+  n = columns.num_rows
+  p_ctr = oracle[ctr.label_name][:n]
+  y_ctr, y_cvr = np.asarray(labels[ctr.label_name]), np.asarray(labels[cvr.label_name])
+  result[f'oracle_auc_{ctr.tower_name}'] = metrics_lib.auc(y_ctr, p_ctr)
+  if given in oracle:
+    p_cvr = oracle[given][:n]
+    clicked = y_ctr > 0
+    result['oracle_auc_ctcvr'] = metrics_lib.auc(y_cvr * y_ctr, p_cvr * p_ctr)
+    result[f'oracle_auc_{cvr.tower_name}_masked'] = metrics_lib.auc(y_cvr[clicked],
+                                                                    p_cvr[clicked])
   return result

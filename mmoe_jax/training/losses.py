@@ -40,10 +40,42 @@ def kernel_l2(params):
   return l2_loss(kernels)
 
 
+# The clip of Keras' binary_crossentropy on probabilities (its backend epsilon).
+ESMM_EPSILON = 1e-7
+
+
+def esmm_task_losses(logits, labels, cvr, ctr):
+  """EasyRec's ESMM losses (model/esmm.py), both on the whole impression space.
+
+  weighted_cross_entropy_loss_<cvr>: cvr.weight * sum_i BCE(y_cvr y_ctr, pCTCVR), pCTCVR
+  = sigmoid(z_cvr) sigmoid(z_ctr) clipped to [1e-7, 1 - 1e-7]; for an L2_LOSS cvr tower,
+  weighted_l2_loss_<cvr>: cvr.weight * mean_i (y_cvr y_ctr - y_cvr_pred sigmoid(z_ctr))^2.
+  weighted_cross_entropy_loss_<ctr>: ctr.weight * sum_i sigmoid_CE(z_ctr, y_ctr).
+  The cross entropies are sums over the batch, not means, as in EasyRec.
+  """
+  z_cvr = logits[cvr.tower_name].astype(jnp.float32)
+  z_ctr = logits[ctr.tower_name].astype(jnp.float32)
+  y_ctr = labels[ctr.label_name]
+  y_ctcvr = labels[cvr.label_name] * y_ctr
+  if cvr.loss_type == 'L2_LOSS':
+    cvr_term = (f'weighted_l2_loss_{cvr.tower_name}',
+                jnp.mean(jnp.square(y_ctcvr - z_cvr * jax.nn.sigmoid(z_ctr))))
+  else:
+    p = jnp.clip(jax.nn.sigmoid(z_cvr) * jax.nn.sigmoid(z_ctr), ESMM_EPSILON, 1 - ESMM_EPSILON)
+    cvr_term = (f'weighted_cross_entropy_loss_{cvr.tower_name}',
+                -jnp.sum(y_ctcvr * jnp.log(p) + (1 - y_ctcvr) * jnp.log(1 - p)))
+  ctr_loss = jnp.sum(optax.sigmoid_binary_cross_entropy(z_ctr, y_ctr))
+  return {cvr_term[0]: cvr.weight * cvr_term[1],
+          f'weighted_cross_entropy_loss_{ctr.tower_name}': ctr.weight * ctr_loss}
+
+
 def total_loss(logits, aux, params, labels, towers, l2_regularization,
-               embedding_regularization):
-  """Returns (total_loss, dict of every named loss term)."""
-  terms = dict(task_loss(logits[t.tower_name], labels[t.label_name], t) for t in towers)
+               embedding_regularization, model_class='MMoE'):
+  """Returns (total_loss, dict of every named loss term). towers: ESMM's are (cvr, ctr)."""
+  if model_class == 'ESMM':
+    terms = esmm_task_losses(logits, labels, *towers)
+  else:
+    terms = dict(task_loss(logits[t.tower_name], labels[t.label_name], t) for t in towers)
   terms['regularization_loss'] = (l2_regularization * kernel_l2(params)
                                   + embedding_regularization * aux['embedding_l2'])
   terms['total_loss'] = sum(terms.values())

@@ -16,9 +16,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import builder
-from mmoe_jax import models
 from mmoe_jax import sharding as sharding_lib
-from mmoe_jax.config import model_params
+from mmoe_jax.config import model_params, task_towers
 from mmoe_jax.training import losses, precision
 from mmoe_jax.training.optimizer import Optimizer
 from mmoe_jax.training.schedules import base_learning_rate
@@ -36,9 +35,10 @@ class Trainer:
     self.model = builder.build_model(config, sharding_lib.vocab_multiple(config, self.mesh))
     self.vocab_rows = {f.embedding_name: f.vocab_size for f in self.model.features
                        if f.vocab_size}
-    self.towers = model_params(config.model_config).task_towers
+    self.towers = task_towers(config.model_config)
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = builder.tower_specs(config)
+    self.predictions = builder.predictions_fn(config)  # logits -> EasyRec's outputs
     self.optimizer = Optimizer(config.train_config, self.model.features)
     self.tx, self.schedule = self.optimizer.tx, self.optimizer.schedule
     self.dtype = builder.compute_dtype(config)
@@ -112,7 +112,8 @@ class Trainer:
           rngs={'dropout': rng})
       loss, terms = losses.total_loss(
           logits, aux, params, batch['labels'], self.towers, self.l2_regularization,
-          self.config.model_config.embedding_regularization)
+          self.config.model_config.embedding_regularization,
+          self.config.model_config.model_class)
       return loss, (terms, updated.get('batch_stats', {}))
 
     (grads, lookup_grads), (terms, batch_stats) = jax.grad(
@@ -140,4 +141,4 @@ class Trainer:
     """The pure prediction function: EasyRec's output dict of one batch."""
     logits, aux = self.model.apply({'params': params, 'batch_stats': batch_stats}, features,
                                    train=False)
-    return models.predictions(logits, self.tower_specs)
+    return self.predictions(logits)

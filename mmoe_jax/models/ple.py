@@ -1,0 +1,95 @@
+"""EasyRec's PLE (Tang et al., RecSys 2020), `model_class: "PLE"`: progressive layered
+extraction, a stack of extraction networks (CGC layers) with task and shared experts."""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmoe_jax.models.embedding import Embedding, FeatureSpec, embedding_l2
+from mmoe_jax.models.layers import Dnn, DnnSpec, gate, mix
+from mmoe_jax.models.mmoe import TowerSpec, tower_logits
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSpec:
+  """EasyRec's ExtractionNetwork message as plain values."""
+  network_name: str
+  expert_num_per_task: int
+  share_num: int = 0
+  task_expert_net: DnnSpec = DnnSpec()
+  share_expert_net: DnnSpec = DnnSpec()  # read only when share_num > 0
+
+
+class ExtractionNetwork(nn.Module):
+  """One extraction network (a CGC layer), as EasyRec wires it.
+
+  Per task t, `expert_num_per_task` experts read the task's input h_t; `share_num`
+  shared experts read the shared input s. Task t's gate reads h_t and mixes [its own
+  experts, the shared experts]. Unless `final`, a shared gate reads s and mixes [task
+  0's experts, task 1's, ..., the shared experts] into the next shared input; the last
+  layer has no shared gate (its shared experts still feed every task gate).
+
+  Every task expert of every task is one slice of one stacked Dnn (expert t * n + k is
+  task t's expert k), so a layer's task experts run as one einsum, its shared experts as
+  another.
+
+  Returns (task outputs [B, H] per task, the next shared input or None, gates by
+  '<tower>' and 'share').
+  """
+  spec: ExtractionSpec
+  tower_names: tuple[str, ...]
+  final: bool
+
+  @nn.compact
+  def __call__(self, task_inputs, shared, *, train: bool):
+    n, s = self.spec.expert_num_per_task, self.spec.share_num
+    num_task = len(self.tower_names)
+    if all(h is task_inputs[0] for h in task_inputs):
+      expert_input = task_inputs[0]  # [B, D], read by every expert (the first layer)
+    else:  # expert t * n + k reads h_t: [B, T * n, D]
+      expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
+    task_experts = Dnn(self.spec.task_expert_net, num_task * n, name='task_expert_net')(
+        expert_input, train=train)  # [B, T * n, H]
+    shared_experts = (Dnn(self.spec.share_expert_net, s, name='share_expert_net')(
+        shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
+    outputs, gates = [], {}
+    for t, name in enumerate(self.tower_names):
+      gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
+      own = task_experts[:, t * n:(t + 1) * n]
+      outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
+    if self.final:
+      return outputs, None, gates
+    gates['share'] = gate(shared, num_task * n + s, 'gate_share')
+    every = jnp.concatenate([task_experts, shared_experts], axis=1)
+    return outputs, mix(gates['share'], every), gates
+
+
+class PLE(nn.Module):
+  """Extraction networks in order on x (the group `all`), then tower t on the last
+  layer's output for task t.
+
+  Returns (logits, aux) as MMoE; aux['gate_weights']['<network_name>/<tower>'] is the
+  gate of a task, '<network_name>/share' the shared gate of a layer but the last.
+  """
+  features: tuple[FeatureSpec, ...]
+  extraction_networks: tuple[ExtractionSpec, ...]
+  task_towers: tuple[TowerSpec, ...]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, inputs, *, train: bool = False):
+    embedded = Embedding(self.features, self.dtype, name='embedding')(inputs)
+    x = jnp.concatenate(embedded, axis=-1)
+    names = tuple(t.tower_name for t in self.task_towers)
+    task_inputs, shared, gate_weights = [x] * len(names), x, {}
+    for i, spec in enumerate(self.extraction_networks):
+      layer = ExtractionNetwork(spec, names, final=i == len(self.extraction_networks) - 1,
+                                name=spec.network_name)
+      task_inputs, shared, gates = layer(task_inputs, shared, train=train)
+      gate_weights.update((f'{spec.network_name}/{k}', w) for k, w in gates.items())
+    logits = {t.tower_name: tower_logits(h, t, train)
+              for t, h in zip(self.task_towers, task_inputs)}
+    return logits, dict(gate_weights=gate_weights,
+                        embedding_l2=embedding_l2(embedded, self.features))
