@@ -51,6 +51,7 @@ def dense(features, name, kernel_init=KERNEL_INIT, use_bias=True):
 
 
 def layer_norm(epsilon, name):
+  """nn.LayerNorm with declared axes: scale and bias UNITS."""
   return nn.LayerNorm(epsilon=epsilon, scale_init=declared(nn.initializers.ones, UNITS),
                       bias_init=declared(nn.initializers.zeros, UNITS), name=name)
 
