@@ -30,7 +30,7 @@ towers of 8 units, Adam 1e-3; paper.md 1.4):
 
 import os
 
-from mmoe_jax.config import complete, parse_arg
+from mmoe_jax.config import complete, parse_arg, variant_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANUAL_DIR = os.path.normpath(os.path.join(REPO, '..', 'shared', 'data', 'census_income_kdd'))
@@ -153,9 +153,11 @@ def model_config(model, tasks):
   return _backbone_model(dict(class_name='MLP', mlp=_mlp(bottom_units())), tasks)
 
 
+ARGS = dict(model='mmoe', group=1, task='', full=False, tiny=False, manual_dir=MANUAL_DIR)
+
+
 def get_config(arg=None):
-  arg = parse_arg(arg, model='mmoe', group=1, task='', full=False, tiny=False,
-                  manual_dir=MANUAL_DIR)
+  arg = parse_arg(arg, **ARGS)
   if arg.model not in MODELS:
     raise ValueError(f"config arg model: {arg.model!r} is not one of {', '.join(MODELS)}")
   if arg.group not in GROUPS:
@@ -180,7 +182,9 @@ def get_config(arg=None):
   config = dict(
       train_input_path='train',  # tfds split names
       eval_input_path='validation',
-      model_dir=f'experiments/census/{name}',
+      # name spells out model, group and task; manual_dir is where the same data lies
+      model_dir=variant_dir(f'experiments/census/{name}', arg, ARGS,
+                            named=('model', 'group', 'task', 'manual_dir')),
       train_config=dict(
           optimizer_config=dict(adam_optimizer=dict(learning_rate=dict(
               constant_learning_rate=dict(learning_rate=1e-3)))),

@@ -15,7 +15,7 @@ synthetic taobao data (mmoe_jax/data/synthetic.py), written as EasyRec CSV.
       --config.train_input_path=train.csv --config.eval_input_path=test.csv
 """
 
-from mmoe_jax.config import complete, parse_arg
+from mmoe_jax.config import complete, parse_arg, variant_dir
 
 # Column order of the CSV = input_fields order (EasyRec CSVInput).
 INPUT_FIELDS = (('clk', 'INT32'), ('buy', 'INT32'), ('pid', 'STRING'),
@@ -65,13 +65,17 @@ def task_tower(tower_name, label_name, hidden_units):
               num_class=1, weight=1.0, loss_type='CLASSIFICATION', metrics_set=(dict(auc={}),))
 
 
+ARGS = dict(full=False, tiny=False, table_scale=1, lazy_adam=False)
+
+
 def get_config(arg=None):
-  arg = parse_arg(arg, full=False, tiny=False, table_scale=1, lazy_adam=False)
+  arg = parse_arg(arg, **ARGS)
   hidden = (256, 192, 128, 64)
   config = dict(
       train_input_path='',  # '' = generate the embedded synthetic data under model_dir
       eval_input_path='',
-      model_dir='experiments/mmoe_taobao',
+      # one per variant: experiments/mmoe_taobao, ..._full, ..._tiny, ..._table_scale100_lazy_adam
+      model_dir=variant_dir('experiments/mmoe_taobao', arg, ARGS),
       train_config=dict(
           log_step_count_steps=100,
           optimizer_config=dict(adam_optimizer=dict(learning_rate=dict(

@@ -15,7 +15,7 @@ unless `:bn` (see model_config).
 
 import os
 
-from mmoe_jax.config import complete, import_config, parse_arg
+from mmoe_jax.config import complete, import_config, parse_arg, variant_dir
 
 mmoe = import_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmoe.py'))
 
@@ -58,10 +58,13 @@ def model_config(expert_units=(256, 128), tower_units=(128, 64), bn=False):
   )
 
 
+ARGS = dict(full=False, tiny=False, bn=False)
+
+
 def get_config(arg=None):
-  arg = parse_arg(arg, full=False, tiny=False, bn=False)
+  arg = parse_arg(arg, **ARGS)
   config = mmoe.get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
-  config['model_dir'] = 'experiments/mmoe_backbone_taobao'
+  config['model_dir'] = variant_dir('experiments/mmoe_backbone_taobao', arg, ARGS)
   sizes = dict(expert_units=(16, 8), tower_units=(8,)) if arg.tiny else {}
   config['model_config'] = model_config(bn=arg.bn, **sizes)
   return complete(config)

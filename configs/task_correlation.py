@@ -13,7 +13,7 @@ L2_LOSS (mean squared error). Adam; no batch norm, no regularization.
   python scripts/sweep.py --config=configs/task_correlation.py:tiny   # seconds
 """
 
-from mmoe_jax.config import complete, parse_arg
+from mmoe_jax.config import complete, parse_arg, variant_dir
 
 MODELS = ('shared_bottom', 'omoe', 'mmoe')
 CORRELATIONS = (0.5, 0.8, 0.9, 1.0)
@@ -46,11 +46,15 @@ def model_config(model, input_dim, experts=8, expert_units=16, bottom_units=113,
       model_params=dict(task_towers=towers))
 
 
+ARGS = dict(model='mmoe', correlation=0.5, tiny=False, seed=0)
+
+
 def get_config(arg=None):
-  arg = parse_arg(arg, model='mmoe', correlation=0.5, tiny=False, seed=0)
+  arg = parse_arg(arg, **ARGS)
   input_dim = 100
   config = dict(
-      model_dir=f'experiments/task_correlation/{arg.model}_{arg.correlation}',
+      model_dir=variant_dir(f'experiments/task_correlation/{arg.model}_{arg.correlation}', arg,
+                            ARGS, named=('model', 'correlation')),
       seed=arg.seed,
       train_config=dict(
           optimizer_config=dict(adam_optimizer=dict(learning_rate=dict(

@@ -38,6 +38,25 @@ def define_config_flag(flag_values=flags.FLAGS, sys_argv=None):
 CONFIG = define_config_flag()
 
 
+def define_resume_flags():
+  """--fresh and --accept_config (scripts/train.py): what to do when model_dir records a
+  config that differs in fields a resumed run may not change (training/run_dir.py)."""
+  fresh = flags.DEFINE_bool(
+      'fresh', False, 'Start a new run in model_dir: its previous contents are moved to '
+      '<model_dir>.old-<time>, nothing is deleted.')
+  accept = flags.DEFINE_bool(
+      'accept_config', False, "Continue from model_dir's checkpoint with this config, even "
+      'where it differs from the recorded one (each difference is logged), and record it.')
+  return fresh, accept
+
+
+def define_use_given_config_flag():
+  """--use_given_config (scripts/evaluate.py, predict.py)."""
+  return flags.DEFINE_bool(
+      'use_given_config', False, 'Build the model from --config, not from the config '
+      'recorded in model_dir (config.json) by the run that trained it.')
+
+
 def run(main):
   """Runs `main()` as an absl app after flags are parsed; logs go to stderr."""
 

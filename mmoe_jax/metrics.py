@@ -1,6 +1,7 @@
 """Evaluation metrics, computed exactly over the whole eval set on the host.
 
-Names follow EasyRec: <metric>_<tower_name>, e.g. auc_ctr.
+Names follow EasyRec: <metric>_<tower_name>, e.g. auc_ctr. A non-finite prediction makes
+its metric non-finite (NaN in, NaN out): a diverged model never reports a plausible number.
 """
 
 import numpy as np
@@ -10,13 +11,13 @@ def auc(labels, scores):
   """Exact ROC AUC: the probability that a positive outranks a negative (ties count 1/2).
 
   Computed from average ranks (Mann-Whitney U) in O(n log n); NaN if either class is
-  absent.
+  absent or any score is NaN or infinite (a sort would rank NaN last and hide it).
   """
   labels = np.asarray(labels) > 0.5
   scores = np.asarray(scores, dtype=np.float64)
   n_pos = int(labels.sum())
   n_neg = labels.size - n_pos
-  if n_pos == 0 or n_neg == 0:
+  if n_pos == 0 or n_neg == 0 or not np.isfinite(scores).all():
     return float('nan')
   order = np.argsort(scores, kind='mergesort')
   sorted_scores = scores[order]
@@ -29,19 +30,46 @@ def auc(labels, scores):
   return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def mean_squared_error(labels, values):
+  """mean((value - label)^2); NaN if any value is NaN, inf if any is infinite."""
+  return float(np.mean((np.asarray(values, np.float64) - np.asarray(labels, np.float64)) ** 2))
+
+
+def mean_absolute_error(labels, values):
+  """mean(|value - label|); NaN if any value is NaN, inf if any is infinite."""
+  return float(np.mean(np.abs(np.asarray(values, np.float64) - np.asarray(labels, np.float64))))
+
+
+def accuracy(labels, probs):
+  """Share of rows whose most probable class (the argmax of probs [N, C], which is y_<tower>)
+  equals the label: EasyRec's accuracy, for CLASSIFICATION towers with num_class > 1. NaN if
+  any probability is (an argmax would pick a class for NaN rows)."""
+  probs = np.asarray(probs, np.float64)
+  if not np.isfinite(probs).all():
+    return float('nan')
+  return float(np.mean(np.argmax(probs, axis=-1) == np.asarray(labels)))
+
+
 def tower_metrics(tower, predictions, labels):
-  """The metrics named in a tower's metrics_set. `predictions` uses EasyRec's keys."""
+  """The metrics named in a tower's metrics_set. `predictions` uses EasyRec's keys.
+
+  As EasyRec (rank_model.py `_build_metric_impl`): auc reads probs_<t> (num_class 1) or its
+  class-1 column probs_<t>_1 (num_class 2); mean_squared_error / mean_absolute_error read
+  y_<t> for L2_LOSS and probs_<t> for a num_class 1 CLASSIFICATION tower (config validation
+  refuses them on num_class > 1); accuracy compares the argmax of probs_<t> (y_<t>).
+  """
   t = tower.tower_name
   label = np.asarray(labels[tower.label_name], dtype=np.float64)
-  # MAE/MSE read probs_ for a binary tower and y_ for regression (EasyRec).
-  value = predictions.get(f'y_{t}', predictions.get(f'probs_{t}'))
+  value = predictions[f'y_{t}' if tower.loss_type == 'L2_LOSS' else f'probs_{t}']
   out = {}
   for metric in tower.metrics_set:
     if 'auc' in metric:
-      probs = np.asarray(predictions[f'probs_{t}'])
-      out[f'auc_{t}'] = auc(label, probs if probs.ndim == 1 else probs[:, 1])
+      out[f'auc_{t}'] = auc(label, predictions[f'probs_{t}_1' if tower.num_class == 2
+                                               else f'probs_{t}'])
     elif 'mean_squared_error' in metric:
-      out[f'mean_squared_error_{t}'] = float(np.mean((np.asarray(value) - label) ** 2))
+      out[f'mean_squared_error_{t}'] = mean_squared_error(label, value)
     elif 'mean_absolute_error' in metric:
-      out[f'mean_absolute_error_{t}'] = float(np.mean(np.abs(np.asarray(value) - label)))
+      out[f'mean_absolute_error_{t}'] = mean_absolute_error(label, value)
+    elif 'accuracy' in metric:
+      out[f'accuracy_{t}'] = accuracy(label, value)
   return out

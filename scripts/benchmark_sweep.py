@@ -22,6 +22,7 @@ import numpy as np
 from absl import flags
 
 from mmoe_jax import cli
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training import input_pipeline, sweep
 from mmoe_jax.training import trainer as trainer_lib
@@ -54,8 +55,10 @@ def train_step_run(trainer, columns, seed, steps):
   """One run through Trainer.train_step with host batches (scripts/train.py's step)."""
   sampler = input_pipeline.BatchSampler(columns.num_rows, trainer.config.data_config.batch_size, seed)
   state = trainer.init_state(seed)
-  for step in range(steps):
-    state, metrics = trainer.train_step(state, input_pipeline.batch(columns, sampler.indices(step)))
+  for step in range(steps):  # each batch placed explicitly, as the streaming input does
+    host = input_pipeline.batch(columns, sampler.indices(step))
+    state, metrics = trainer.train_step(
+        state, sharding_lib.global_batch(host, trainer.batch_sharding, sampler.batch_size))
   return metrics
 
 

@@ -14,9 +14,12 @@ A config file declares a sweep as big_vision does:
 
 `add(arg, **overrides)`: get_config(arg) with the overrides (dotted config paths). Runs that
 differ only in their seeds or learning rate train together as replicas of one vmapped step
-(mmoe_jax/training/sweep.py). `--config.x=y` overrides apply to every run. Output, in
---workdir (default experiments/sweeps/<config name>[_<arg>]): results.jsonl (a row per run), summary.json, and the
-summary table on stdout. Rerunning the same command resumes.
+(mmoe_jax/training/sweep.py). `--config.x=y` overrides apply to every run. Everything goes
+to --workdir (default experiments/sweeps/<config name>[_<arg>]), whatever model_dir says:
+results.jsonl (a row per run), summary.json (per setting; diverged runs counted apart), the
+generated data (data/) and caches (cache/), and one directory per group, named by a hash of
+its config. The summary table goes to stdout. Rerunning the same command resumes; a changed
+config trains its groups anew.
 """
 
 import os
@@ -29,7 +32,8 @@ from mmoe_jax.training import sweep
 
 SEEDS = flags.DEFINE_integer('seeds', 0, 'Train this many seeds (0..N-1) of --config as '
                              'replicas, instead of the config file\'s sweep().')
-WORKDIR = flags.DEFINE_string('workdir', None, 'Where results and checkpoints go (default: '
+WORKDIR = flags.DEFINE_string('workdir', None, 'Where everything the sweep writes goes: results, '
+                              'checkpoints, generated data, caches (default: '
                               'experiments/sweeps/<config file name>[_<arg>]).')
 MAX_REPLICAS = flags.DEFINE_integer('max_replicas', 0, 'Split larger groups into groups of at '
                                     'most this many replicas (device memory); 0 = no limit.')

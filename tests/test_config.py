@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,7 @@ def test_seed_config_mirrors_easyrec_sample():
 def test_complete_fills_easyrec_defaults():
   tower = complete({'tower_name': 'ctr'}, schema.TASK_TOWER)
   assert tower.num_class == 1 and tower.weight == 1.0 and tower.loss_type == 'CLASSIFICATION'
-  assert tower.dnn.activation == 'relu' and tower.dnn.use_bn is True
+  assert tower.dnn.activation == 'tf.nn.relu' and tower.dnn.use_bn is True
   data = complete({}, schema.DATA_CONFIG)
   assert data.batch_size == 32 and data.separator == ',' and data.eval_batch_size == 4096
   assert complete({}, schema.MMOE).l2_regularization == 1e-4
@@ -193,3 +194,87 @@ def test_train_script_rejects_misspelled_feature_before_training(tmp_path):
   assert result.returncode != 0
   assert "model_config.feature_groups[0].feature_names[1]: unknown feature 'brnad'" in result.stderr
   assert not model_dir.exists()  # failed before writing data or checkpoints
+
+
+@pytest.mark.parametrize('path, value', [
+    ('train_config.num_steps', -5), ('data_config.num_epochs', -1),
+    ('data_config.batch_size', 0), ('data_config.batch_size', -2),
+    ('data_config.eval_batch_size', 0), ('train_config.save_checkpoints_steps', 0),
+    ('train_config.log_step_count_steps', -10), ('train_config.keep_checkpoint_max', 0)])
+def test_bad_step_counts_name_their_field(path, value):
+  # EasyRec declares these uint32 (no negative value parses); the sizes must be > 0.
+  section, field = path.split('.')
+  _bad(lambda c: c[section].__setattr__(field, value),
+       rf'^{re.escape(path)}: {value} (is negative|must be > 0)')
+
+
+def test_num_steps_and_num_epochs_both_unset_is_an_error():
+  # EasyRec main.py: 'either num_steps and num_epochs must be set to an integer > 0.'
+  def set_(c):
+    c.train_config.num_steps = 0
+    c.data_config.num_epochs = 0
+  _bad(set_, r'train_config\.num_steps, data_config\.num_epochs: both are 0')
+  config = mmoe.get_config()
+  config.train_config.num_steps = 0  # num_epochs alone is a valid run
+  validate(config)
+
+
+def _tower(c, i=1, **fields):
+  c.model_config.mmoe.task_towers[i].update(fields)
+
+
+def test_regression_metrics_refused_on_multiclass_tower():
+  # EasyRec's _build_metric_impl asserts MSE/MAE are 'not supported for this model' there.
+  for metric in ('mean_squared_error', 'mean_absolute_error'):
+    _bad(lambda c: _tower(c, num_class=3, metrics_set=(complete({metric: {}},
+                                                                 schema.EVAL_METRICS),)),
+         rf'model_config\.mmoe\.task_towers\[1\]\.metrics_set\[0\]\.{metric}: not defined '
+         r'for a CLASSIFICATION tower with num_class 3')
+
+
+def test_auc_and_accuracy_follow_num_class():
+  auc, accuracy = (complete({m: {}}, schema.EVAL_METRICS) for m in ('auc', 'accuracy'))
+  _bad(lambda c: _tower(c, num_class=3, metrics_set=(auc,)),
+       r'task_towers\[1\]\.metrics_set\[0\]\.auc: needs a CLASSIFICATION tower with num_class '
+       r'1 or 2')
+  _bad(lambda c: _tower(c, metrics_set=(accuracy,)),
+       r'task_towers\[1\]\.metrics_set\[0\]\.accuracy: needs a CLASSIFICATION tower with '
+       r'num_class > 1')
+  config = mmoe.get_config()
+  _tower(config, num_class=2, metrics_set=(auc, accuracy))
+  _tower(config, 0, num_class=4, metrics_set=())
+  towers = validate(config).model_config.mmoe.task_towers
+  assert [list(m) for m in towers[0].metrics_set] == [['accuracy']]  # auc is undefined for 4
+
+
+def test_multiclass_tower_needs_an_integer_label():
+  # EasyRec asserts label.dtype in [int32, int64] for sparse softmax cross entropy.
+  def set_(c):
+    _tower(c, num_class=3, metrics_set=())
+    c.data_config.input_fields[1].input_type = 'FLOAT'  # buy
+  _bad(set_, r"task_towers\[1\]\.num_class: 3 classes need an integer label, but input field "
+       r"'buy' is FLOAT")
+
+
+def test_multiclass_output_names_cannot_collide():
+  def set_(c):
+    _tower(c, 0, num_class=3, metrics_set=())
+    _tower(c, 1, tower_name='ctr_1')
+  _bad(set_, r"task_towers\[0\]\.tower_name: a tower named 'ctr_1' would share output names")
+
+
+def test_id_features_read_string_or_int_fields():
+  def set_(c):
+    c.feature_configs[-1].feature_type = 'TagFeature'  # price: INT32
+  _bad(set_, r"feature_configs\[17\]\.input_names\[0\]: input field 'price' is INT32; "
+       r'TagFeature reads a STRING field')
+
+  def set_(c):
+    c.feature_configs[-1].update(num_buckets=0, vocab_list=('1', '2'))
+  _bad(set_, r"feature_configs\[17\]\.input_names\[0\]: input field 'price' is INT32; "
+       r'vocab_list reads a STRING field')
+
+  def set_(c):
+    c.data_config.input_fields[2].input_type = 'FLOAT'  # pid, hashed
+  _bad(set_, r"feature_configs\[0\]\.input_names\[0\]: input field 'pid' is FLOAT; "
+       r'IdFeature reads a STRING or INT field')

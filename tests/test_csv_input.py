@@ -64,7 +64,7 @@ def check_rows(data):
   assert f['user'].tolist() == [h('u1'), -1, h('u1')]
   assert f['tags'].tolist() == [[1, 2], [3, -1], [-1, -1]]
   assert f['price'].tolist() == [0, 2, 3]
-  assert f['age'].tolist() == [3, 0, -1]
+  assert f['age'].tolist() == [3, 0, 0]  # 12 >= num_buckets -> 0; an empty INT cell is 0
   np.testing.assert_array_equal(f['score'], np.float32([1.5, 0.0, -2.0]))
   assert data.labels['clk'].tolist() == [1.0, 0.0, 1.0]
   assert [f[k].dtype for k in ('user', 'tags', 'price', 'age', 'score')] == [
@@ -162,10 +162,21 @@ def bad_file(tmp_path, bad_line):
 @pytest.mark.parametrize('bad_line,message', [
     ('1,u1,a,1,1\n', 'bad.csv:5: expected 6 columns, got 5'),
     ('1,u1,a,1,1,1,1\n', 'bad.csv:5: expected 6 columns, got 7'),
-    ('abc,u1,a,1,1,1\n', "bad.csv:5: column 'clk' (INT32): 'abc' is not an integer"),
-    ('1,u1,a,1.x,1,1\n', "bad.csv:5: column 'price' (FLOAT): '1.x' is not a number"),
+    ('abc,u1,a,1,1,1\n', "bad.csv:5: column 'clk' (INT32): 'abc' is not an integer within INT32"),
+    ('1,u1,a,1.x,1,1\n',
+     "bad.csv:5: column 'price' (FLOAT): '1.x' is not a finite float32 number"),
     ('1,u1,a,1,2.5,1\n',
-     "bad.csv:5: column 'age' (INT32, feature 'age'): '2.5' is not an integer"),
+     "bad.csv:5: column 'age' (INT32, feature 'age'): '2.5' is not an integer within INT32"),
+    # Numbers that parse but are not finite in float32 (the model's dtype).
+    ('1,u1,a,1e39,1,1\n',
+     "bad.csv:5: column 'price' (FLOAT): '1e39' is not a finite float32 number"),
+    ('1,u1,a,1,1,nan\n',
+     "bad.csv:5: column 'score' (DOUBLE): 'nan' is not a finite float32 number"),
+    ('1,u1,a,1,1,-1e300\n',
+     "bad.csv:5: column 'score' (DOUBLE): '-1e300' is not a finite float32 number"),
+    ('1,u1,a,1,1,inf\n',
+     "bad.csv:5: column 'score' (DOUBLE): 'inf' is not a finite float32 number"),
+    ('1e39,u1,a,1,1,1\n', "bad.csv:5: column 'clk' (INT32): '1e39' is not an integer within INT32"),
 ])
 def test_malformed_row_error_names_file_and_line(tmp_path, bad_line, message):
   path = bad_file(tmp_path, bad_line)
@@ -187,12 +198,14 @@ def test_ignore_error_skips_and_counts(tmp_path):
           '\n'
           'x,u2,a,1,1,1\n'  # bad label
           '0,u3,b|c|a,1,1,1\n'
-          '0,u4,a,1,q,1\n')  # bad num_buckets value
+          '0,u4,a,1,q,1\n'  # bad num_buckets value
+          '0,u5,a,1e39,1,1\n'  # inf in float32
+          '0,u6,a,1,1,nan\n')
   path = write(tmp_path / 'a.csv', text)
   logs = []
   data = load(path, tmp_path, data_config(ignore_error=True), logs=logs)
-  assert data.num_rows == 2 and data.skipped_rows == 3
-  assert f'{path}: skipped 3 malformed rows (ignore_error)' in logs
+  assert data.num_rows == 2 and data.skipped_rows == 5
+  assert f'{path}: skipped 5 malformed rows (ignore_error)' in logs
   assert data.features['user'].tolist() == [h('u1'), h('u3')]
   assert data.features['tags'].tolist() == [[1, -1, -1], [2, 3, 1]]
   assert data.labels['clk'].tolist() == [1.0, 0.0]
@@ -224,7 +237,7 @@ def test_take(tmp_path):
   assert batch.num_rows == 2
   assert batch.features['user'].tolist() == [h('u1'), h('u1')]
   assert batch.features['tags'].tolist() == [[-1, -1], [1, 2]]
-  assert batch.features['age'].tolist() == [-1, 3]
+  assert batch.features['age'].tolist() == [0, 3]
   assert batch.labels['clk'].tolist() == [1.0, 1.0]
 
 
@@ -261,3 +274,18 @@ def test_block_by_block_matches_whole_file(tmp_path, monkeypatch):
   with pytest.raises(ValueError, match=r"b\.csv:46: column 'age'"):
     csv_input.load_csv(path, data_config(), feature_configs(), str(tmp_path / 'cache3'),
                        log=lambda _: None)
+
+
+def test_non_finite_label_is_an_error_or_skipped(tmp_path):
+  fields = FIELDS + (('gmv', 'FLOAT'),)
+  config = lambda **kw: data_config(
+      input_fields=tuple(ml_collections.ConfigDict(dict(input_name=n, input_type=t,
+                                                        default_val='')) for n, t in fields),
+      label_fields=('clk', 'gmv'), **kw)
+  path = write(tmp_path / 'a.csv', '1,u1,a,1,1,1,2.5\n0,u2,b,1,1,1,3e38\n0,u3,c,1,1,1,4e38\n')
+  with pytest.raises(ValueError, match=r"a\.csv:3: column 'gmv' \(FLOAT\): '4e38' is not a "
+                                       'finite float32 number'):
+    load(path, tmp_path, config())
+  data = load(path, tmp_path, config(ignore_error=True))
+  assert data.skipped_rows == 1
+  np.testing.assert_array_equal(data.labels['gmv'], np.float32([2.5, 3e38]))

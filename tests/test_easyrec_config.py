@@ -367,3 +367,74 @@ def test_lazy_adam_optimizer_is_read(tmp_path):
   config = validate(load_config(str(tmp_path / 'lazy.config')))
   assert 'lazy_adam_optimizer' in config.train_config.optimizer_config
   assert config.train_config.optimizer_config.lazy_adam_optimizer.beta2 == 0.99
+
+
+# One text config per optimizer and schedule EasyRec has beyond Adam with a constant rate,
+# with non-default values, as an EasyRec user writes them.
+OPTIMIZER_TEXTS = {
+    'rms_prop': 'rms_prop_optimizer { learning_rate { manual_step_learning_rate { '
+                'initial_learning_rate: 0.01 schedule { step: 100 learning_rate: 0.005 } '
+                'schedule { step: 200 learning_rate: 0.001 } warmup: true } } '
+                'momentum_optimizer_value: 0.5 decay: 0.95 epsilon: 0.001 }',
+    'momentum': 'momentum_optimizer { learning_rate { cosine_decay_learning_rate { '
+                'learning_rate_base: 0.1 total_steps: 1000 warmup_learning_rate: 0.01 '
+                'warmup_steps: 100 hold_base_rate_steps: 50 } } momentum_optimizer_value: 0.8 }',
+    'momentumw': 'momentumw_optimizer { learning_rate { poly_decay_learning_rate { '
+                 'learning_rate_base: 0.1 total_steps: 500 power: 2.0 end_learning_rate: 0.001 '
+                 '} } weight_decay: 1e-5 momentum_optimizer_value: 0.7 }',
+    'adamw': 'adamw_optimizer { learning_rate { transformer_learning_rate { '
+             'learning_rate_base: 2.0 hidden_size: 64 warmup_steps: 400 step_scaling_rate: 0.5 '
+             '} } weight_decay: 1e-4 beta1: 0.8 beta2: 0.99 }',
+    'adagrad': 'adagrad_optimizer { learning_rate { exponential_decay_learning_rate { '
+               'initial_learning_rate: 0.01 decay_steps: 100 decay_factor: 0.9 '
+               'burnin_steps: 10 } } initial_accumulator_value: 0.2 }',
+    'ftrl': 'ftrl_optimizer { learning_rate { constant_learning_rate { learning_rate: 0.05 } } '
+            'learning_rate_power: -0.6 initial_accumulator_value: 0.3 l1_reg: 0.1 l2_reg: 0.2 '
+            'l2_shrinkage_reg: 0.01 }',
+    'adam_async': 'adam_async_optimizer { learning_rate { constant_learning_rate {} } '
+                  'beta1: 0.85 }',
+    'adam_asyncw': 'adam_asyncw_optimizer { learning_rate { constant_learning_rate {} } '
+                   'weight_decay: 1e-3 }',
+}
+
+
+@pytest.mark.parametrize('name', list(OPTIMIZER_TEXTS))
+def test_every_optimizer_and_schedule_reads_and_converts(tmp_path, name):
+  path = pipeline(tmp_path)
+  text = open(path).read().replace(
+      'optimizer_config { adam_optimizer { learning_rate { constant_learning_rate {} } } }',
+      f'optimizer_config {{ {OPTIMIZER_TEXTS[name]} }}')
+  (tmp_path / 'opt.config').write_text(text)
+  config = load_config(str(tmp_path / 'opt.config'))
+  optimizer = config.train_config.optimizer_config[f'{name}_optimizer']
+  written = {k: v for k, v in easyrec.read_pipeline(str(tmp_path / 'opt.config'))[0][
+      'train_config']['optimizer_config'][f'{name}_optimizer'].items() if k != 'learning_rate'}
+  assert written and all(optimizer[k] == v for k, v in written.items())  # values as written
+  converted = tmp_path / 'mine.py'
+  converted.write_text(easyrec.to_python(str(tmp_path / 'opt.config')))
+  assert load_config(str(converted)).to_dict() == config.to_dict()
+  assert validate(load_config(str(converted))).to_dict() == validate(config).to_dict()
+
+
+def test_manual_step_schedule_is_read_in_order(tmp_path):
+  path = pipeline(tmp_path)
+  text = open(path).read().replace(
+      'optimizer_config { adam_optimizer { learning_rate { constant_learning_rate {} } } }',
+      f'optimizer_config {{ {OPTIMIZER_TEXTS["rms_prop"]} }}')
+  (tmp_path / 'manual.config').write_text(text)
+  rms = load_config(str(tmp_path / 'manual.config')).train_config.optimizer_config.rms_prop_optimizer
+  manual = rms.learning_rate.manual_step_learning_rate
+  assert [(e.step, e.learning_rate) for e in manual.schedule] == [(100, 0.005), (200, 0.001)]
+  assert manual.warmup and rms.epsilon == 0.001 and rms.decay == 0.95
+
+
+def test_unimplemented_optimizer_fields_are_errors(tmp_path):
+  path = pipeline(tmp_path, TRAIN='')
+  text = open(path).read().replace(
+      'optimizer_config { adam_optimizer',
+      'optimizer_config { moving_average_decay: 0.99 embedding_learning_rate_multiplier: 2 '
+      'adam_optimizer')
+  (tmp_path / 'ema.config').write_text(text)
+  message = unsupported(str(tmp_path / 'ema.config'))
+  assert 'train_config.optimizer_config.moving_average_decay = 0.99: not implemented' in message
+  assert 'embedding_learning_rate_multiplier = 2: not implemented' in message

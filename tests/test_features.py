@@ -61,19 +61,62 @@ def test_id_default_val_fills_empty_before_hashing():
   assert ids.tolist() == [fnv1a_64_reference('a') % 97, fnv1a_64_reference('b') % 97]
 
 
-def test_id_num_buckets_out_of_range_maps_to_zero():
-  values = ['3', '0', '49', '50', '-1', '', '007', '+5', '99999999999999999999']
+def test_id_num_buckets_int_field_minus_one_is_missing_empty_is_zero():
+  # EasyRec: decode_csv fills an empty INT cell with 0 (no default_val); TF's identity column
+  # drops -1 from a dense column (missing: zero vector) and maps other out-of-range ids to 0.
+  values = ['3', '0', '49', '50', '-1', '', '007', '+5', '-7', '2147483647']
   ids, bad = features.transform_feature(pa.array(values), feature(num_buckets=50),
                                         field('INT32'))
-  assert ids.tolist() == [3, 0, 49, 0, 0, -1, 7, 5, 0]
+  assert ids.tolist() == [3, 0, 49, 0, -1, 0, 7, 5, 0, 0]
   assert bad is None
+  ids, _ = features.transform_feature(pa.array(['', '1']), feature(num_buckets=50),
+                                      field('INT64', default_val='4'))
+  assert ids.tolist() == [4, 1]
+  ids, _ = features.transform_feature(pa.array(['', '1']), feature(num_buckets=50),
+                                      field('INT32', default_val='-1'))
+  assert ids.tolist() == [-1, 1]
 
 
 def test_id_num_buckets_flags_non_integers():
   ids, bad = features.transform_feature(pa.array(['1', 'x', '2.5', '']), feature(num_buckets=5),
                                         field('INT32'))
   assert bad.tolist() == [False, True, True, False]
-  assert ids[0] == 1 and ids[3] == -1
+  assert ids[0] == 1 and ids[3] == 0
+
+
+def test_int_fields_parse_within_their_type():
+  # decode_csv fails on an INT32 value outside int32; INT64 holds up to 2**63 - 1.
+  values = ['2147483647', '2147483648', '-2147483648', '-2147483649', '9223372036854775807',
+            '9223372036854775808', '99999999999999999999']
+  _, bad = features.transform_feature(pa.array(values), feature(num_buckets=10), field('INT32'))
+  assert bad.tolist() == [False, True, False, True, True, True, True]
+  ids, bad = features.transform_feature(pa.array(values), feature(num_buckets=10),
+                                        field('INT64'))
+  assert bad.tolist() == [False] * 5 + [True, True]
+  assert ids[:5].tolist() == [0] * 5  # out of range -> 0
+
+
+def test_id_hash_of_int_field_hashes_the_integer_text():
+  # EasyRec: tf.as_string of the parsed integer, then hashed; -1 is an id, not missing, and
+  # an empty cell is 0 (or default_val).
+  h = lambda s: fnv1a_64_reference(s) % 1000
+  ids, bad = features.transform_feature(pa.array(['7', '007', '-1', '', '+7']),
+                                        feature(hash_bucket_size=1000), field('INT64'))
+  assert ids.tolist() == [h('7'), h('7'), h('-1'), h('0'), h('7')] and bad is None
+  ids, _ = features.transform_feature(pa.array(['', '5']), feature(hash_bucket_size=1000),
+                                      field('INT32', default_val='3'))
+  assert ids.tolist() == [h('3'), h('5')]
+
+
+def test_id_num_buckets_string_field():
+  # EasyRec: string_to_number(int32) (fails on ''), then the identity column as for INT.
+  ids, bad = features.transform_feature(pa.array(['3', '-1', '-5', '', '60', 'a']),
+                                        feature(num_buckets=50), field())
+  assert bad.tolist() == [False, False, False, True, False, True]
+  assert ids[[0, 1, 2, 4]].tolist() == [3, -1, 0, 0]
+  ids, bad = features.transform_feature(pa.array(['', '7']), feature(num_buckets=50),
+                                        field(default_val='2'))
+  assert ids.tolist() == [2, 7] and bad is None
 
 
 def test_id_vocab_list_oov_maps_to_zero():
@@ -108,6 +151,15 @@ def test_tags_num_buckets_bad_token_flags_row():
   tags, bad = features.transform_feature(pa.array(['1|2', '3|x', '12']), fc, field())
   assert bad.tolist() == [False, True, False]
   assert tags[0].tolist() == [1, 2] and tags[2].tolist() == [0, -1]
+
+
+def test_tags_num_buckets_minus_one_is_out_of_range():
+  # Tags reach TF's identity column as a SparseTensor, which it takes as is: a -1 token is
+  # out of range -> 0, unlike a dense IdFeature cell. Empty tokens and cells are dropped.
+  fc = feature(feature_type='TagFeature', num_buckets=10)
+  tags, bad = features.transform_feature(pa.array(['1|-1|60|', '', '|4']), fc, field())
+  assert bad is None
+  assert tags.tolist() == [[1, 0, 0], [-1, -1, -1], [4, -1, -1]]
 
 
 def test_raw_boundaries_bucketize_like_tf():
@@ -159,3 +211,27 @@ def test_label_parse_and_default():
 def test_non_numeric_default_val_raises():
   with pytest.raises(ValueError, match="default_val 'n/a'"):
     features.transform_label(pa.array(['1']), field('INT32', default_val='n/a'))
+
+
+@pytest.mark.parametrize('input_type', ['FLOAT', 'DOUBLE'])
+def test_non_finite_numbers_are_bad(input_type):
+  # 1e39 overflows float32 (the model's dtype) to inf; TF would also parse 'nan' and 'inf'.
+  values = ['1e39', '-1e39', '3.4e38', 'nan', 'inf', '-Infinity', '1', '']
+  want = [True, True, False, True, True, True, False, False]
+  _, bad = features.transform_feature(pa.array(values), feature(feature_type='RawFeature'),
+                                      field(input_type))
+  assert bad.tolist() == want
+  _, bad = features.transform_feature(
+      pa.array(values), feature(feature_type='RawFeature', boundaries=(0.0, 1.0)),
+      field(input_type))
+  assert bad.tolist() == want
+  labels, bad = features.transform_label(pa.array(values), field(input_type))
+  assert bad.tolist() == want and labels[6] == 1 and labels[7] == 0
+
+
+def test_string_label_needs_a_number_or_default_val():
+  # EasyRec: string_to_number on a STRING label fails on ''.
+  labels, bad = features.transform_label(pa.array(['1', '']), field())
+  assert bad.tolist() == [False, True]
+  labels, bad = features.transform_label(pa.array(['1', '']), field(default_val='0'))
+  assert bad is None and labels.tolist() == [1, 0]

@@ -1,4 +1,4 @@
-"""Losses, regularization and learning-rate schedules against hand formulas."""
+"""Losses and regularization against hand formulas (schedules: test_schedules.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,6 @@ from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import complete, schema, validate
 from mmoe_jax.builder import build_model
 from mmoe_jax.training import losses
-from mmoe_jax.training.optimizer import learning_rate_schedule
 from test_model import init, random_features
 
 
@@ -70,29 +69,3 @@ def test_total_loss_with_regularization_matches_hand_formula():
   np.testing.assert_allclose(total, task + float(terms['regularization_loss']), rtol=1e-5)
   assert set(terms) == {'cross_entropy_loss_ctr', 'cross_entropy_loss_cvr',
                         'regularization_loss', 'total_loss'}
-
-
-def lr_config(**kw):
-  return complete({'exponential_decay_learning_rate': kw}, schema.LEARNING_RATE)
-
-
-def test_exponential_decay_staircase_and_floor():
-  schedule = learning_rate_schedule(lr_config(initial_learning_rate=0.001, decay_steps=1000,
-                                              decay_factor=0.5, min_learning_rate=1e-4))
-  for step, expected in [(0, 1e-3), (999, 1e-3), (1000, 5e-4), (2500, 2.5e-4), (10000, 1e-4)]:
-    np.testing.assert_allclose(schedule(step), expected, rtol=1e-6)
-
-
-def test_exponential_decay_smooth_and_burnin():
-  schedule = learning_rate_schedule(lr_config(initial_learning_rate=0.01, decay_steps=100,
-                                              decay_factor=0.5, staircase=False,
-                                              burnin_learning_rate=0.001, burnin_steps=10))
-  np.testing.assert_allclose(schedule(0), 0.001, rtol=1e-6)
-  np.testing.assert_allclose(schedule(5), 0.001 + 0.009 * 0.5, rtol=1e-6)
-  np.testing.assert_allclose(schedule(150), 0.01 * 0.5 ** 1.5, rtol=1e-5)
-
-
-def test_constant_learning_rate():
-  schedule = learning_rate_schedule(
-      complete({'constant_learning_rate': {'learning_rate': 0.3}}, schema.LEARNING_RATE))
-  np.testing.assert_allclose(schedule(12345), 0.3)

@@ -118,7 +118,8 @@ def test_predictions_use_easyrec_names():
   logits = {'ctr': jnp.array([0.0, 2.0]), 'price': jnp.array([1.5, -1.0]),
             'cls': jnp.array([[0.0, 1.0, 3.0], [2.0, 0.0, 0.0]])}
   out = predictions(logits, towers)
-  assert set(out) == {'logits_ctr', 'probs_ctr', 'y_price', 'logits_cls', 'probs_cls', 'y_cls'}
+  assert set(out) == {'logits_ctr', 'probs_ctr', 'y_price', 'logits_cls', 'probs_cls', 'y_cls',
+                      'logits_cls_1', 'probs_cls_1', 'logits_cls_y', 'probs_cls_y'}
   np.testing.assert_allclose(out['probs_ctr'], [0.5, 1 / (1 + np.exp(-2))], rtol=1e-6)
   np.testing.assert_allclose(out['y_price'], [1.5, -1.0])
   np.testing.assert_array_equal(out['y_cls'], [2, 0])

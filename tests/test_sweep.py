@@ -1,7 +1,11 @@
 """Vmapped sweeps: replica r equals its run alone; grouping, resume, summaries, the study data."""
 
 import json
+import logging
 import os
+import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -12,7 +16,10 @@ import mmoe
 import task_correlation
 from mmoe_jax.config import ConfigError, validate
 from mmoe_jax.data import task_correlation as tc_data
+from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import sweep, train_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LR = sweep.LEARNING_RATE_FIELDS[0]  # constant_learning_rate.learning_rate
 
@@ -66,29 +73,125 @@ def test_groups_split_on_shape_and_max_replicas():
   assert len({name for name, _ in groups}) == 5
 
 
-def test_interrupted_sweep_resumes_to_the_same_result(tmp_path):
+class Killed(Exception):
+  pass
+
+
+def test_interrupted_sweep_resumes_to_the_same_result(tmp_path, monkeypatch, caplog):
   runs = [sweep.Run('tiny', seed=s, **{'synthetic.seed': s}) for s in range(2)]
   full = sweep.run_sweep(task_correlation, runs, str(tmp_path / 'full'))
-  # "Interrupted" after the step-10 checkpoint: the same workdir, then the full length.
-  half = {'train_config.num_steps': 10}
-  sweep.run_sweep(task_correlation, runs, str(tmp_path / 'resumed'), half)
-  for name in os.listdir(tmp_path / 'resumed'):
-    if os.path.isdir(tmp_path / 'resumed' / name):
-      os.remove(tmp_path / 'resumed' / name / 'results.jsonl')  # not finished
-  resumed = sweep.run_sweep(task_correlation, runs, str(tmp_path / 'resumed'))
+  save = checkpoint_lib.Checkpointer.save
+
+  def save_then_die(self, step, state):  # killed right after the step-10 checkpoint
+    save(self, step, state)
+    if step == 10:
+      self.wait()
+      raise Killed
+
+  monkeypatch.setattr(checkpoint_lib.Checkpointer, 'save', save_then_die)
+  with pytest.raises(Killed):
+    sweep.run_sweep(task_correlation, runs, str(tmp_path / 'resumed'))
+  monkeypatch.undo()
+  with caplog.at_level(logging.INFO, logger='mmoe_jax'):
+    resumed = sweep.run_sweep(task_correlation, runs, str(tmp_path / 'resumed'))
+  assert any(re.search(r'resumed.* step 10\b', m) for m in caplog.messages), caplog.messages
   assert resumed == full
 
 
-def test_summary_statistics_and_nonfinite_replicas():
+def test_rerun_with_a_changed_config_trains_anew(tmp_path, caplog):
+  runs = [sweep.Run('tiny', seed=s) for s in range(2)]
+  workdir = str(tmp_path / 'sweep')
+  first = sweep.run_sweep(task_correlation, runs, workdir)
+  (name, members), = sweep.group_runs(task_correlation, runs)
+  with open(os.path.join(workdir, name, 'config.json')) as f:
+    assert json.load(f) == sweep.group_record(members)  # what the key hashes, beside it
+  changed = {'train_config.num_steps': 10}
+  with caplog.at_level(logging.INFO, logger='mmoe_jax'):
+    second = sweep.run_sweep(task_correlation, runs, workdir, changed)
+  assert not any('finished before' in m for m in caplog.messages)
+  (other, _), = sweep.group_runs(task_correlation, runs, changed)
+  assert other != name and {name, other} <= set(os.listdir(workdir))
+  loss = lambda table: table[0]['metrics']['train_total_loss']['mean']
+  assert loss(second) != loss(first)
+  # The unchanged command finds its group again; results follow the last command.
+  assert sweep.run_sweep(task_correlation, runs, workdir) == first
+  rows = [json.loads(line) for line in open(os.path.join(workdir, 'results.jsonl'))]
+  assert {row['group'] for row in rows} == {name}
+
+
+def test_group_keys_follow_every_field_but_paths():
+  runs = [sweep.Run('tiny', seed=s) for s in range(2)]
+  key = lambda overrides, runs=runs: sweep.group_runs(task_correlation, runs, overrides)[0][0]
+  assert key({'model_dir': '/elsewhere', 'data_config.cache_dir': '/c'}) == key({})
+  assert key({'model_config.mmoe.num_expert': 4}) != key({})
+  assert key({}, runs[:1]) != key({})  # the replicas are part of the group
+  assert key({}, [sweep.Run('tiny', seed=s) for s in (0, 2)]) != key({})
+
+
+def test_a_group_directory_of_another_config_is_not_reused(tmp_path):
+  (name, members), = sweep.group_runs(task_correlation, [sweep.Run('tiny', seed=0)])
+  sweep.claim_group_dir(str(tmp_path / name), members)
+  sweep.claim_group_dir(str(tmp_path / name), members)  # the same config: reused
+  (_, others), = sweep.group_runs(task_correlation, [sweep.Run('tiny', seed=1)])
+  with pytest.raises(ValueError, match=f'{name} holds a group of another config'):
+    sweep.claim_group_dir(str(tmp_path / name), others)
+
+
+def test_sweep_writes_only_under_its_workdir(tmp_path):
+  # configs/mmoe.py writes its synthetic data and cache files under model_dir.
+  elsewhere = tmp_path / 'model_dir'
+  common = {'model_dir': str(elsewhere), 'train_config.num_steps': 2}
+  sweep.run_sweep(mmoe, [sweep.Run('tiny', seed=0)], str(tmp_path / 'sweep'), common)
+  assert not elsewhere.exists()
+  written = set(os.listdir(tmp_path / 'sweep'))
+  assert {'data', 'cache', 'results.jsonl', 'summary.json'} < written
+
+
+def test_summary_reports_diverged_runs_apart():
+  nan = float('nan')
+  rows = [dict(run='a', learning_rate=0.1, replica=i, seed=i, auc=auc, loss=loss, **extra)
+          for i, (auc, loss, extra) in enumerate([
+              (0.7, 1.0, dict(nonfinite_step=-1)), (0.8, 2.0, {}), (0.9, 3.0, {}),
+              (0.5, 1e3, dict(nonfinite_step=7)),  # stopped at a non-finite step
+              (nan, 0.5, {}),  # NaN scores: NaN AUC
+              (0.6, 0.1, dict(gate=[0.5, nan]))])]
+  rows.append(dict(run='b', learning_rate=0.1, replica=0, seed=0, auc=nan, loss=nan))
+  a, b = table = sweep.summarize(rows)
+  assert (a['run'], a['n'], a['nonfinite'], a['nonfinite_seeds']) == ('a', 6, 3, [3, 4, 5])
+  # Over the runs that trained only (seeds 0, 1, 2).
+  assert a['metrics']['loss']['mean'] == 2.0 and a['metrics']['loss']['max'] == 3.0
+  np.testing.assert_allclose(a['metrics']['auc']['mean'], 0.8)
+  np.testing.assert_allclose(a['metrics']['auc']['std'], np.std([0.7, 0.8, 0.9]))
+  assert (b['n'], b['nonfinite'], b['nonfinite_seeds'], b['metrics']) == (1, 1, [0], {})
+  text = sweep.format_table(table)
+  assert '| a | 0.1 | 6 | 3 (seeds 3, 4, 5) | 0.8000 ± 0.0816' in text
+  assert '| b | 0.1 | 1 | 1 (seeds 0) |  |  |' in text
+
+
+def test_summary_statistics():
   rows = [dict(run='a', learning_rate=0.1, replica=i, seed=i, loss=float(v))
-          for i, v in enumerate([1.0, 2.0, 3.0, 4.0, float('nan')])]
+          for i, v in enumerate([1.0, 2.0, 3.0, 4.0])]
   rows.append(dict(run='b', learning_rate=0.1, replica=0, seed=0, loss=7.0))
   table = sweep.summarize(rows)
-  assert [(s['run'], s['n']) for s in table] == [('a', 5), ('b', 1)]
+  assert [(s['run'], s['n'], s['nonfinite']) for s in table] == [('a', 4, 0), ('b', 1, 0)]
   stats = table[0]['metrics']['loss']
-  assert stats['mean'] == 2.5 and stats['p50'] == 2.5 and stats['nonfinite'] == 1
+  assert stats['mean'] == 2.5 and stats['p50'] == 2.5 and stats['min'] == 1.0
   np.testing.assert_allclose(stats['std'], np.std([1, 2, 3, 4]))
-  assert '2.5000 ± 1.1180' in sweep.format_table(table)
+  np.testing.assert_allclose(stats['p10'], 1.3)  # numpy's default (linear) quantile
+  assert '| a | 0.1 | 4 | 0 | 2.5000 ± 1.1180 (1.3000 / 2.5000 / 3.7000) |' in (
+      sweep.format_table(table))
+
+
+def test_on_eight_fake_devices():
+  """tests/sweep_eight_devices.py under 8 fake CPU devices: the replicas' data is placed
+  once, with an explicit sharding."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+  done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                         os.path.join(ROOT, 'tests', 'sweep_eight_devices.py')],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+  assert re.search(r'\b2 passed', done.stdout), done.stdout[-2000:]
 
 
 def test_sweep_function_declares_the_study():

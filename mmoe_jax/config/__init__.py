@@ -37,6 +37,28 @@ def parse_arg(arg, **defaults):
   return types.SimpleNamespace(**out)
 
 
+def variant_dir(base, arg, defaults, named=()):
+  """A config variant's default model_dir: `base`, then `_` and each `:arg` value that
+  differs from its default (a bool as its name, others as name + value), in the order of
+  `defaults`, so that `:full` and `:tiny` never resume each other's checkpoints. `named`:
+  args that `base` already spells out, or that do not change the run (a data location).
+
+  >>> variant_dir('experiments/mmoe', parse_arg('tiny,scale=10', full=False, tiny=False,
+  ...             scale=1), dict(full=False, tiny=False, scale=1))
+  'experiments/mmoe_tiny_scale10'
+  """
+  parts = []
+  for key, default in defaults.items():
+    value = getattr(arg, key)
+    if key in named or value == default:
+      continue
+    if isinstance(default, bool):
+      parts.append(key if value else f'no_{key}')
+    else:
+      parts.append(f'{key}{value}'.replace(os.sep, '-'))
+  return '_'.join([base] + parts)
+
+
 def load_config(spec):
   """Loads a config as the --config flag does (for notebooks and tests).
 
@@ -69,4 +91,4 @@ def import_config(path):
 
 __all__ = ['ConfigError', 'complete', 'validate', 'vocab_size', 'feature_dim', 'model_params',
            'optimizer_name', 'block_order', 'input_block', 'parse_arg', 'load_config',
-           'import_config', 'load_pipeline']
+           'import_config', 'load_pipeline', 'variant_dir']

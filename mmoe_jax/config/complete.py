@@ -51,11 +51,11 @@ def complete(raw, message=schema.PIPELINE, path=''):
     elif isinstance(spec, schema.Repeated):
       out[key] = _repeated(spec.default if value is None else value, spec.item, field_path)
     elif value is None:
-      if spec is schema.REQUIRED:
+      if isinstance(spec, schema.Required):
         raise ConfigError(f'{field_path}{named}: required field of {message.name} is missing')
       out[key] = spec
     else:
-      out[key] = _scalar(value, type(spec) if spec is not schema.REQUIRED else str,
+      out[key] = _scalar(value, spec.kind if isinstance(spec, schema.Required) else type(spec),
                          field_path)
   return ml_collections.ConfigDict(out)
 

@@ -90,24 +90,15 @@ UNSUPPORTED = {
                   'intra_op_parallelism_threads', accepts=(0,)),
         **_fields(_no_meaning('TF graph dump'), 'write_graph', accepts=ANY),
     },
-    'Optimizer': {
-        **_fields(NOT_IMPLEMENTED + ' (Adam and LazyAdam only)', 'rms_prop_optimizer',
-                  'momentum_optimizer', 'momentumw_optimizer', 'adamw_optimizer',
-                  'adagrad_optimizer', 'ftrl_optimizer'),
-        **_fields(_no_meaning('PAI-TF asynchronous optimizer'), 'adam_async_optimizer',
-                  'adam_asyncw_optimizer'),
-        **_fields(NOT_IMPLEMENTED, 'moving_average_decay', 'embedding_learning_rate_multiplier'),
-    },
-    'LearningRate': _fields(NOT_IMPLEMENTED, 'manual_step_learning_rate',
-                            'cosine_decay_learning_rate', 'poly_decay_learning_rate',
-                            'transformer_learning_rate'),
+    'Optimizer': _fields(NOT_IMPLEMENTED, 'moving_average_decay',
+                         'embedding_learning_rate_multiplier'),
     'EvalConfig': {
         # mmoe_jax evaluates inside the training loop, not as a separate polling job.
         **_fields(_no_meaning('separate evaluator job'), 'eval_interval_secs', 'max_evals',
                   'save_graph', accepts=ANY),
         **_fields(NOT_IMPLEMENTED, 'eval_online', accepts=(False,)),
     },
-    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'accuracy', 'max_f1',
+    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'max_f1',
                            'root_mean_squared_error', 'gauc', 'session_auc', 'recall',
                            'precision', 'precision_at_topk'),
     'DatasetConfig': {
@@ -481,8 +472,35 @@ def _file_descriptor():
         field.type = field_proto.TYPE_ENUM
         field.type_name = f'.{_PACKAGE}.{message.name}.{enum.name}'
       else:
-        kind = spec if isinstance(spec, type) else str if spec is schema.REQUIRED else type(spec)
+        kind = (spec if isinstance(spec, type) else
+                spec.kind if isinstance(spec, schema.Required) else type(spec))
         field.type = _SCALAR_TYPES[kind]
 
   add(PIPELINE_FILE)
   return fdp
+
+
+def to_text(config):
+  """A complete config in EasyRec's text form (the pipeline.config a run records).
+
+  Every field is written, defaults included, so the file says what the run used. It
+  holds mmoe_jax's own fields as well (those marked `not in EasyRec` in schema.py: seed,
+  synthetic, sharding, ...), so that load_config reads it back equal; EasyRec itself
+  rejects those. One thing the text form cannot say: a repeated field left empty where
+  its default is not (a sharding rule set to ()) is not written, so it reads back as its
+  default; config.json, beside it, holds the exact value.
+  """
+  from google.protobuf import json_format  # pylint: disable=g-import-not-at-top
+  message = json_format.ParseDict(_plain(config), _pipeline_class()())
+  return ('# The resolved config of an mmoe_jax run (EasyRec text format; seed, synthetic, '
+          'sharding\n# and fields marked `not in EasyRec` in mmoe_jax/config/schema.py are '
+          "mmoe_jax's own).\n" + text_format.MessageToString(message))
+
+
+def _plain(value):
+  """A ConfigDict as dicts, lists and scalars (json_format's input)."""
+  if isinstance(value, dict) or hasattr(value, 'items'):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value

@@ -1,9 +1,10 @@
 """The config tree, message by message, with EasyRec's field names and defaults.
 
 Each `Message` mirrors one EasyRec protobuf message (easy_rec/python/protos/*.proto):
-a field is a scalar default, `Repeated(...)` (a proto `repeated` field, held as a
-tuple), another `Message` (filled with its defaults when unset) or `Optional(...)` (a
-message whose presence matters, as proto's HasField: absent unless set). Fields listed
+a field is a scalar default, `Required(type)` (a proto `required` field: an error when
+unset), `Repeated(...)` (a proto `repeated` field, held as a tuple), another `Message`
+(filled with its defaults when unset) or `Optional(...)` (a message whose presence
+matters, as proto's HasField: absent unless set). Fields listed
 in a message's `oneof` are present only when set, as in protobuf. Fields marked
 `# not in EasyRec` are this project's own.
 """
@@ -11,7 +12,14 @@ in a message's `oneof` are present only when set, as in protobuf. Fields marked
 import dataclasses
 from typing import Any
 
-REQUIRED = object()  # a proto `required` field with no default
+
+@dataclasses.dataclass(frozen=True)
+class Required:
+  """A proto `required` field with no default, of type `kind` (int, float, str)."""
+  kind: type = str
+
+
+REQUIRED = Required(str)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +47,7 @@ DNN = Message(
     'DNN',
     hidden_units=Repeated(int),
     dropout_ratio=Repeated(float),
-    activation='relu',  # EasyRec writes 'tf.nn.relu'; both spellings are accepted
+    activation='tf.nn.relu',  # both spellings are accepted: validation strips 'tf.nn.'
     use_bn=True,
 )
 
@@ -48,11 +56,12 @@ AUC = Message('AUC', num_thresholds=200)  # accepted; mmoe_jax always computes t
 EMPTY = Message('Empty')
 EVAL_METRICS = Message(
     'EvalMetrics',
-    oneof=('auc', 'mean_squared_error', 'mean_absolute_error'),
+    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy'),
     oneof_required=True,
     auc=AUC,
     mean_squared_error=EMPTY,
     mean_absolute_error=EMPTY,
+    accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
 )
 
 # easy_rec/python/protos/tower.proto
@@ -241,34 +250,100 @@ DATA_CONFIG = Message(
 )
 
 # easy_rec/python/protos/optimizer.proto
-CONSTANT_LR = Message('ConstantLearningRate', learning_rate=0.01)
+CONSTANT_LR = Message('ConstantLearningRate', learning_rate=0.002)
 EXPONENTIAL_DECAY_LR = Message(
     'ExponentialDecayLearningRate',
     initial_learning_rate=0.002,
     decay_steps=4000000,
     decay_factor=0.95,
     staircase=True,
-    burnin_learning_rate=0.0,
+    burnin_learning_rate=0.0,  # 0: the burn-in steps hold initial_learning_rate
     burnin_steps=0,
     min_learning_rate=0.0,
 )
+MANUAL_STEP = Message('LearningRateSchedule', step=0, learning_rate=0.002)
+MANUAL_STEP_LR = Message(
+    'ManualStepLearningRate',
+    initial_learning_rate=0.002,
+    schedule=Repeated(MANUAL_STEP),  # steps increasing, the first > 0
+    warmup=False,
+)
+COSINE_DECAY_LR = Message(
+    'CosineDecayLearningRate',
+    learning_rate_base=0.002,
+    total_steps=4000000,
+    warmup_learning_rate=0.0002,
+    warmup_steps=10000,
+    hold_base_rate_steps=0,
+)
+POLY_DECAY_LR = Message(
+    'PolyDecayLearningRate',
+    learning_rate_base=Required(float),
+    total_steps=Required(int),
+    power=Required(float),
+    end_learning_rate=0.0,
+)
+TRANSFORMER_LR = Message(
+    'TransformerLearningRate',
+    learning_rate_base=Required(float),
+    hidden_size=Required(int),
+    warmup_steps=Required(int),
+    step_scaling_rate=1.0,
+)
 LEARNING_RATE = Message(
     'LearningRate',
-    oneof=('constant_learning_rate', 'exponential_decay_learning_rate'),
+    oneof=('constant_learning_rate', 'exponential_decay_learning_rate',
+           'manual_step_learning_rate', 'cosine_decay_learning_rate', 'poly_decay_learning_rate',
+           'transformer_learning_rate'),
     oneof_required=True,
     constant_learning_rate=CONSTANT_LR,
     exponential_decay_learning_rate=EXPONENTIAL_DECAY_LR,
+    manual_step_learning_rate=MANUAL_STEP_LR,
+    cosine_decay_learning_rate=COSINE_DECAY_LR,
+    poly_decay_learning_rate=POLY_DECAY_LR,
+    transformer_learning_rate=TRANSFORMER_LR,
 )
 ADAM = Message('AdamOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
 # Adam whose embedding tables update only the rows a batch looks up (dense Adam elsewhere)
 LAZY_ADAM = Message('LazyAdamOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
+# PAI-TF's asynchronous Adam; its steps here are synchronous Adam's
+ADAM_ASYNC = Message('AdamAsyncOptimizer', learning_rate=LEARNING_RATE, beta1=0.9, beta2=0.999)
+ADAMW = Message('AdamWOptimizer', learning_rate=LEARNING_RATE, weight_decay=1e-6, beta1=0.9,
+                beta2=0.999)
+ADAM_ASYNCW = Message('AdamAsyncWOptimizer', learning_rate=LEARNING_RATE, weight_decay=1e-6,
+                      beta1=0.9, beta2=0.999)
+RMS_PROP = Message('RMSPropOptimizer', learning_rate=LEARNING_RATE, momentum_optimizer_value=0.9,
+                   decay=0.9, epsilon=1.0)
+MOMENTUM = Message('MomentumOptimizer', learning_rate=LEARNING_RATE, momentum_optimizer_value=0.9)
+MOMENTUMW = Message('MomentumWOptimizer', learning_rate=LEARNING_RATE, weight_decay=1e-6,
+                    momentum_optimizer_value=0.9)
+ADAGRAD = Message('AdagradOptimizer', learning_rate=LEARNING_RATE, initial_accumulator_value=0.1)
+FTRL = Message(
+    'FtrlOptimizer',
+    learning_rate=LEARNING_RATE,
+    learning_rate_power=-0.5,
+    initial_accumulator_value=0.1,
+    l1_reg=0.0,
+    l2_reg=0.0,
+    l2_shrinkage_reg=0.0,
+)
 OPTIMIZER_CONFIG = Message(
     'Optimizer',
-    oneof=('adam_optimizer', 'lazy_adam_optimizer'),
+    oneof=('adam_optimizer', 'lazy_adam_optimizer', 'rms_prop_optimizer', 'momentum_optimizer',
+           'momentumw_optimizer', 'adamw_optimizer', 'adam_async_optimizer', 'adagrad_optimizer',
+           'ftrl_optimizer', 'adam_asyncw_optimizer'),
     oneof_required=True,
     adam_optimizer=ADAM,
     lazy_adam_optimizer=LAZY_ADAM,
-    use_moving_average=False,
+    rms_prop_optimizer=RMS_PROP,
+    momentum_optimizer=MOMENTUM,
+    momentumw_optimizer=MOMENTUMW,
+    adamw_optimizer=ADAMW,
+    adam_async_optimizer=ADAM_ASYNC,
+    adagrad_optimizer=ADAGRAD,
+    ftrl_optimizer=FTRL,
+    adam_asyncw_optimizer=ADAM_ASYNCW,
+    use_moving_average=False,  # accepted; mmoe_jax supports only false
 )
 
 # easy_rec/python/protos/train.proto
@@ -304,7 +379,8 @@ TASK_CORRELATION = Message(
     noise_std=0.1,
     sines_seed=0,
 )
-SYNTHETIC = Message('Synthetic', train_rows=200000, eval_rows=50000, seed=0,
+# train_rows 0: sized for the run, one epoch of num_steps x batch_size, capped (data/__init__.py)
+SYNTHETIC = Message('Synthetic', train_rows=0, eval_rows=50000, seed=0,
                     task_correlation=Optional(TASK_CORRELATION))
 
 # not in EasyRec: the device mesh and the layout of arrays on it (training/sharding.py).

@@ -4,6 +4,7 @@ Everything here runs before any data is read or any array is built, so a typo in
 feature, label or tower name costs seconds, not a training run.
 """
 
+from mmoe_jax.config import schema
 from mmoe_jax.config.backbone import validate_backbone
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.schema import EVAL_METRICS
@@ -29,23 +30,22 @@ def validate(config):
   """Returns a locked copy of `config` with EasyRec's implicit values made explicit.
 
   Resolved: feature_name (defaults to input_names[0]), task_towers[i].label_name
-  (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION, else
-  mean_squared_error), activation 'tf.nn.x' -> 'x', and a backbone's implicit input
-  layers and concat_blocks (config/backbone.py).
+  (defaults to label_fields[i]), empty metrics_set (auc for CLASSIFICATION with num_class
+  1 or 2, accuracy with more classes, mean_squared_error for L2_LOSS), activation
+  'tf.nn.x' -> 'x', and a backbone's implicit input layers and concat_blocks
+  (config/backbone.py).
 
   Raises:
     ConfigError naming the offending field path.
   """
   config = complete(config)  # re-checks fields and types after command-line overrides
   data, model = config.data_config, config.model_config
-  inputs = _unique([f.input_name for f in data.input_fields], 'data_config.input_fields',
-                   'input_name')
+  _unique([f.input_name for f in data.input_fields], 'data_config.input_fields', 'input_name')
+  inputs = {f.input_name: f for f in data.input_fields}
   for f, field in enumerate(data.input_fields):
     _one_of(field.input_type, INPUT_TYPES, f'data_config.input_fields[{f}].input_type')
   for i, label in enumerate(data.label_fields):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
-  if data.batch_size <= 0 or data.eval_batch_size <= 0:
-    raise ConfigError('data_config.batch_size and eval_batch_size must be positive')
   if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
                       "(supported: 'CSVInput', 'TFDSInput')")
@@ -86,7 +86,8 @@ def validate(config):
     for j, name in enumerate(group.feature_names):
       _known(name, features, f'model_config.feature_groups[{g}].feature_names[{j}]', 'feature')
   params = model_params(model)
-  _validate_towers(params.task_towers, f'model_config.{section}', data.label_fields)
+  _validate_towers(params.task_towers, f'model_config.{section}',
+                   {name: inputs[name].input_type for name in data.label_fields})
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -96,19 +97,8 @@ def validate(config):
     raise ConfigError('model_config: regularization scales must be >= 0')
 
   train = config.train_config
-  if train.num_steps <= 0 and data.num_epochs <= 0:
-    raise ConfigError('train_config.num_steps: set num_steps or data_config.num_epochs > 0')
-  if train.save_checkpoints_steps <= 0 or train.log_step_count_steps <= 0:
-    raise ConfigError('train_config: save_checkpoints_steps and log_step_count_steps must be > 0')
-  if train.keep_checkpoint_max <= 0:
-    raise ConfigError('train_config.keep_checkpoint_max: must be > 0')
-  if train.optimizer_config.use_moving_average:
-    raise ConfigError('train_config.optimizer_config.use_moving_average: not supported yet')
-  optimizer = optimizer_name(train.optimizer_config)
-  lr = train.optimizer_config[optimizer].learning_rate
-  if 'exponential_decay_learning_rate' in lr and lr.exponential_decay_learning_rate.decay_steps <= 0:
-    raise ConfigError(f'train_config.optimizer_config.{optimizer}.learning_rate.'
-                      'exponential_decay_learning_rate.decay_steps: must be > 0')
+  _validate_counts(config)
+  _validate_optimizer(train.optimizer_config, 'train_config.optimizer_config')
   train.mixed_precision = train.mixed_precision.upper()
   _one_of(train.mixed_precision, ('', 'FP32', 'BF16'), 'train_config.mixed_precision')
   _one_of(data.input_mode, ('auto', 'device', 'streaming'), 'data_config.input_mode')
@@ -162,6 +152,17 @@ def _validate_features(feature_configs, inputs):
                           f'num_buckets, vocab_list (got {given or "none"})')
       if f.embedding_dim <= 0:
         raise ConfigError(f'{path}.embedding_dim: {f.feature_type} needs embedding_dim > 0')
+      input_type = inputs[f.input_names[0]].input_type
+      # EasyRec splits tags as strings and looks vocab_list (strings) up in string columns;
+      # an integer column fails there with a dtype error, and a float one needs `precision`
+      # to be hashed (not supported) or is not an id at all.
+      if input_type not in ('STRING', 'INT32', 'INT64'):
+        raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
+                          f'{input_type}; {f.feature_type} reads a STRING or INT field')
+      if input_type != 'STRING' and (f.feature_type == 'TagFeature' or f.vocab_list):
+        raise ConfigError(f"{path}.input_names[0]: input field '{f.input_names[0]}' is "
+                          f"{input_type}; {'vocab_list' if f.vocab_list else 'TagFeature'} "
+                          'reads a STRING field')
       _one_of(f.combiner, ('sum', 'mean'), f'{path}.combiner')
     else:
       if f.raw_input_dim < 1:
@@ -206,8 +207,97 @@ def _validate_task_correlation(config):
 
 
 def optimizer_name(optimizer_config):
-  """The optimizer_config oneof that is set: 'adam_optimizer' or 'lazy_adam_optimizer'."""
-  return 'lazy_adam_optimizer' if 'lazy_adam_optimizer' in optimizer_config else 'adam_optimizer'
+  """The optimizer_config oneof that is set, e.g. 'adam_optimizer'."""
+  return next(name for name in schema.OPTIMIZER_CONFIG.oneof if name in optimizer_config)
+
+
+def _at_least_0(v):
+  return v >= 0
+
+
+def _above_0(v):
+  return v > 0
+
+
+def _fraction(v):
+  return 0 <= v < 1
+
+
+# Optimizer and learning-rate fields -> (test, the values it passes). Other values are ones
+# EasyRec's TF1 optimizers reject, divide by zero with (NaN rates or updates), or that mean
+# nothing (a negative rate or decay). Keyed by field name, or (message name, field name)
+# where one name has different limits in different messages.
+OPTIMIZER_LIMITS = {
+    **dict.fromkeys(('learning_rate', 'initial_learning_rate', 'learning_rate_base',
+                     'burnin_learning_rate', 'min_learning_rate', 'warmup_learning_rate',
+                     'end_learning_rate', 'decay_factor', 'burnin_steps', 'warmup_steps',
+                     'hold_base_rate_steps', 'step_scaling_rate', 'power', 'weight_decay',
+                     'momentum_optimizer_value', 'epsilon', 'l1_reg', 'l2_reg',
+                     'l2_shrinkage_reg'), (_at_least_0, '>= 0')),
+    **dict.fromkeys(('decay_steps', 'total_steps', 'hidden_size'), (_above_0, '> 0')),
+    ('LearningRateSchedule', 'step'): (_above_0, '> 0'),  # EasyRec: 'First step cannot be zero'
+    'beta1': (_fraction, 'in [0, 1)'),  # 1 divides by 1 - beta^t = 0
+    'beta2': (_fraction, 'in [0, 1)'),
+    'decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),  # RMSProp's
+    'learning_rate_power': (lambda v: v <= 0, '<= 0'),  # TF1 FtrlOptimizer's check
+    ('AdagradOptimizer', 'initial_accumulator_value'): (_above_0, '> 0'),  # TF1's check
+    ('FtrlOptimizer', 'initial_accumulator_value'): (_at_least_0, '>= 0'),  # TF1's check
+}
+
+
+def _validate_optimizer(optimizer_config, path):
+  if optimizer_config.use_moving_average:
+    raise ConfigError(f'{path}.use_moving_average: not supported yet')
+  _check_limits(optimizer_config, schema.OPTIMIZER_CONFIG, path)
+  name = optimizer_name(optimizer_config)
+  lr = optimizer_config[name].learning_rate
+  path = f'{path}.{name}.learning_rate'
+  if 'exponential_decay_learning_rate' in lr:
+    exp = lr.exponential_decay_learning_rate
+    if exp.burnin_learning_rate != 0 and exp.burnin_steps == 0:
+      raise ConfigError(f'{path}.exponential_decay_learning_rate.burnin_steps: must be > 0 with '
+                        f'burnin_learning_rate {exp.burnin_learning_rate} (the burn-in ramps '
+                        'from it over burnin_steps)')
+  if 'manual_step_learning_rate' in lr:
+    steps = [entry.step for entry in lr.manual_step_learning_rate.schedule]
+    if not steps:
+      raise ConfigError(f'{path}.manual_step_learning_rate.schedule: empty (EasyRec: "Empty '
+                        'learning rate schedule")')
+    for i in range(1, len(steps)):
+      if steps[i] <= steps[i - 1]:
+        raise ConfigError(f'{path}.manual_step_learning_rate.schedule[{i}].step: {steps[i]}, '
+                          f'but steps must increase (schedule[{i - 1}].step is {steps[i - 1]})')
+  if 'cosine_decay_learning_rate' in lr:
+    cos = lr.cosine_decay_learning_rate
+    if cos.learning_rate_base < cos.warmup_learning_rate:
+      raise ConfigError(f'{path}.cosine_decay_learning_rate.warmup_learning_rate: '
+                        f'{cos.warmup_learning_rate} is above learning_rate_base '
+                        f'{cos.learning_rate_base} (EasyRec rejects it)')
+    if cos.total_steps <= cos.warmup_steps + cos.hold_base_rate_steps:
+      raise ConfigError(f'{path}.cosine_decay_learning_rate.total_steps: {cos.total_steps} must '
+                        f'be above warmup_steps + hold_base_rate_steps '
+                        f'({cos.warmup_steps + cos.hold_base_rate_steps}): the cosine phase '
+                        'needs a step')
+
+
+def _check_limits(config, message, path):
+  """OPTIMIZER_LIMITS on every scalar under `config`, an instance of schema `message`."""
+  for key, spec in message.fields.items():
+    if key not in config:
+      continue
+    field, value = f'{path}.{key}', config[key]
+    item = spec.item if isinstance(spec, schema.Repeated) else spec
+    if isinstance(item, schema.Message):
+      if isinstance(spec, schema.Repeated):
+        for i, v in enumerate(value):
+          _check_limits(v, item, f'{field}[{i}]')
+      else:
+        _check_limits(value, item, field)
+      continue
+    test, allowed = OPTIMIZER_LIMITS.get((message.name, key)) or OPTIMIZER_LIMITS.get(
+        key, (None, None))
+    if test and not test(value):
+      raise ConfigError(f'{field}: {value} must be {allowed}')
 
 
 def vocab_size(feature):
@@ -253,7 +343,44 @@ def _validate_expert_list(mmoe, path):
                       f'hidden_units must agree; got {widths}')
 
 
-def _validate_towers(towers, path, label_fields):
+def _validate_counts(config):
+  """Step counts and sizes. EasyRec declares them uint32, so a negative value never parses
+  there; 0 means unset for num_steps and num_epochs, and EasyRec (main.py) refuses a run
+  with both unset."""
+  data, train = config.data_config, config.train_config
+  for path, value in (('train_config.num_steps', train.num_steps),
+                      ('data_config.num_epochs', data.num_epochs)):
+    if value < 0:
+      raise ConfigError(f'{path}: {value} is negative (0 = unset)')
+  if train.num_steps == 0 and data.num_epochs == 0:
+    raise ConfigError('train_config.num_steps, data_config.num_epochs: both are 0 (unset); set '
+                      'either to a number > 0 (with both, training stops at the first reached)')
+  for path, value in (('data_config.batch_size', data.batch_size),
+                      ('data_config.eval_batch_size', data.eval_batch_size),
+                      ('train_config.save_checkpoints_steps', train.save_checkpoints_steps),
+                      ('train_config.log_step_count_steps', train.log_step_count_steps),
+                      # EasyRec's 0 keeps every checkpoint (TF Saver); not supported here.
+                      ('train_config.keep_checkpoint_max', train.keep_checkpoint_max)):
+    if value <= 0:
+      raise ConfigError(f'{path}: {value} must be > 0')
+
+
+def _validate_metric(metric, tower, path):
+  """EasyRec's rules (rank_model.py `_build_metric_impl`), refused where EasyRec asserts."""
+  classification = tower.loss_type == 'CLASSIFICATION'
+  if 'auc' in metric and not (classification and tower.num_class <= 2):
+    raise ConfigError(f'{path}.auc: needs a CLASSIFICATION tower with num_class 1 or 2')
+  for name in ('mean_squared_error', 'mean_absolute_error'):
+    if name in metric and classification and tower.num_class > 1:
+      raise ConfigError(f'{path}.{name}: not defined for a CLASSIFICATION tower with '
+                        f'num_class {tower.num_class} (EasyRec refuses it too); use accuracy')
+  if 'accuracy' in metric and not (classification and tower.num_class > 1):
+    raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
+
+
+def _validate_towers(towers, path, label_types):
+  """label_types: input_type of each label field, in label_fields order."""
+  label_fields = list(label_types)
   if not towers:
     raise ConfigError(f'{path}.task_towers: at least one tower is needed')
   _unique([t.tower_name for t in towers], f'{path}.task_towers', 'tower_name')
@@ -268,12 +395,22 @@ def _validate_towers(towers, path, label_fields):
     _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
     if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
       raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+    if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
+      # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
+      raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
+                        f"but input field '{tower.label_name}' is "
+                        f'{label_types[tower.label_name]} (make it INT32 or INT64)')
+    if tower.num_class > 1:  # its outputs logits_<t>_1, _y would shadow those of tower <t>_1
+      for other in (f'{tower.tower_name}_1', f'{tower.tower_name}_y'):
+        if other in {t.tower_name for t in towers}:
+          raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
+                            f'names with this num_class {tower.num_class} tower')
     if not tower.metrics_set:
-      metric = 'auc' if tower.loss_type == 'CLASSIFICATION' else 'mean_squared_error'
+      metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
+                'auc' if tower.num_class <= 2 else 'accuracy')
       tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
     for m, metric in enumerate(tower.metrics_set):
-      if 'auc' in metric and (tower.loss_type != 'CLASSIFICATION' or tower.num_class > 2):
-        raise ConfigError(f'{tpath}.metrics_set[{m}].auc: needs a binary CLASSIFICATION tower')
+      _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
     _validate_dnn(tower.dnn, f'{tpath}.dnn')
 
 

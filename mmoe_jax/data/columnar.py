@@ -84,6 +84,13 @@ class Job(NamedTuple):
   expected: str  # what every value of the column must be, for error messages
 
 
+def _expected(input_type, numeric):
+  """What every value of a column must be (features.py's rules), for error messages."""
+  if input_type in features.INT_TYPES:
+    return f'an integer within {input_type}'
+  return 'a finite float32 number' if numeric else 'an integer within INT32'
+
+
 def transform_table(table, data_config, feature_configs):
   """Every feature and label of `table` (pyarrow, one column per used input field).
 
@@ -99,14 +106,12 @@ def transform_table(table, data_config, feature_configs):
     jobs.append(Job(False, fc.feature_name, name,
                     functools.partial(features.transform_feature, table[name], fc, field),
                     field.input_type + ('' if raw else f", feature '{fc.feature_name}'"),
-                    'a number' if raw and field.input_type not in features.INT_TYPES
-                    else 'an integer'))
+                    _expected(field.input_type, numeric=raw)))
   for name in data_config.label_fields:
     field = fields[name]
     jobs.append(Job(True, name, name,
                     functools.partial(features.transform_label, table[name], field),
-                    field.input_type,
-                    'an integer' if field.input_type in features.INT_TYPES else 'a number'))
+                    field.input_type, _expected(field.input_type, numeric=True)))
   results = parallel(lambda job: job.transform(), jobs)
   feats, labels, bad_jobs = {}, {}, []
   for job, (values, bad) in zip(jobs, results):

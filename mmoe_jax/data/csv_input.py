@@ -20,7 +20,7 @@ from mmoe_jax.data import columnar
 from mmoe_jax.data.columnar import ColumnarData
 
 # Part of the cache key: bump when the transforms change meaning, so old caches are rebuilt.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
 # CSV bytes per parsed block: the features are transformed block by block (see
 # features._per_chunk), so this trades per-call overhead against temporary memory.
 _BLOCK_BYTES = 16 << 20
@@ -134,14 +134,26 @@ def _build(path, data_config, feature_configs, log):
   return feats, labels, num_rows, skipped
 
 
-def _load_file(path, data_config, feature_configs, cache_dir, log):
-  """One file's arrays from its cache entry, building the entry first if missing."""
+def _load_file(path, data_config, feature_configs, cache_dir, log, check):
+  """One file's arrays from its cache entry, building the entry first if missing; then
+  `check` (see load_csv), on every load: what it checks may change without the cache key."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
-  return columnar.load_or_build(
+  data = columnar.load_or_build(
       entry, lambda: _build(path, data_config, feature_configs, log), path, log)
+  if not data.num_rows:
+    log(f'{path}: no data rows')
+  found = check(data) if check else None
+  if found:
+    row, message = found
+    if data.skipped_rows:  # the kept rows no longer map to lines without a re-parse
+      raise ValueError(f'{path}: data row {row + 1} of those kept after skipping '
+                       f'{data.skipped_rows} malformed rows: {message}')
+    raise ValueError(f'{path}:{_row_line(path, data_config, row)}: {message}')
+  return data
 
 
-def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print) -> ColumnarData:
+def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print,
+             check=None) -> ColumnarData:
   """Loads EasyRec CSV files as columnar arrays, through a per-file cache.
 
   Args:
@@ -150,13 +162,15 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
       with_header, ignore_error).
     feature_configs: tuple of EasyRec FeatureConfig (IdFeature, TagFeature, RawFeature).
     cache_dir: where per-file caches live; created if missing.
-    log: called with one line per file (cache hit / built / skipped rows).
+    log: called with one line per file (cache hit / built / skipped rows / no rows).
+    check: optional, called with each file's ColumnarData; returns None, or (row, message)
+      for its first bad row, which becomes a ValueError naming the file and line.
   Returns:
     ColumnarData with features keyed by feature_name and labels by label field name.
   Raises:
     FileNotFoundError: a path pattern matches nothing.
-    ValueError: an unknown column, or (without ignore_error) a malformed row; the message
-      names the file and 1-based line.
+    ValueError: an unknown column, (without ignore_error) a malformed row, or a row `check`
+      refuses; the message names the file and 1-based line.
   """
   # Config errors before touching files.
   columnar.fields_and_columns(data_config, feature_configs)
@@ -164,5 +178,5 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
     raise ValueError(f'data_config.separator must be one character, got '
                      f'{data_config.separator!r}')
   os.makedirs(cache_dir, exist_ok=True)
-  return columnar.concat([_load_file(p, data_config, feature_configs, cache_dir, log)
+  return columnar.concat([_load_file(p, data_config, feature_configs, cache_dir, log, check)
                           for p in _expand_paths(paths)])

@@ -1,21 +1,33 @@
 """Vectorized feature transforms: one CSV string column -> one model-ready numpy array.
 
 Output conventions (the model relies on them exactly):
-  IdFeature   -> int32 [N]. hash_bucket_size: fnv1a_64(utf8) % size; num_buckets: the integer,
-                 outside [0, num_buckets) -> 0; vocab_list: list index, OOV -> 0 (EasyRec's
-                 identity / vocabulary columns use default_value=0). Empty string -> -1, which
-                 the model turns into a zero embedding.
-  TagFeature  -> int32 [N, L]: ids as above per token, empty tokens dropped, padded with -1,
+  IdFeature   -> int32 [N]; -1 is a missing id, which the model turns into a zero embedding.
+  TagFeature  -> int32 [N, L]: one id per non-empty token, packed left and padded with -1,
                  L = max token count (at least 1).
   RawFeature  -> with boundaries: int32 bucket index (TF bucketized_column); without: float32
                  [N], or [N, raw_input_dim] when raw_input_dim > 1 (values split on separator).
   Labels      -> float32 [N].
-An empty field takes the input field's default_val first (EasyRec's CSV record defaults).
+
+Missing values and ids, as EasyRec (input/csv_input.py, input/input.py, and TF's feature
+columns in compat/feature_column/feature_column_v2.py):
+  - An empty cell first takes the field's default_val; without one, an INT or FLOAT field
+    reads 0 and a STRING field stays '' (decode_csv record defaults, get_type_defaults).
+  - hash_bucket_size: fnv1a_64(text) % size (TF uses its own fingerprint hash). An INT
+    field is hashed as the integer's decimal text ('007' -> '7'), so -1 is an id like any
+    other. In a STRING field '' is missing.
+  - vocab_list (STRING fields only): the list index, out of vocabulary -> 0; '' is missing.
+  - num_buckets: the integer (a STRING field's text must be one, '' included, as EasyRec's
+    string_to_number); -1 is missing; any other value outside [0, num_buckets) -> 0.
+  - TagFeature (STRING fields only): empty tokens are dropped; a token's id follows the same
+    rules, except that a tag -1 is out of range like any other (TF drops -1 from dense
+    columns only) -> 0.
+  - A value that is not a number (an integer, in range, for INT fields; 'nan' and 'inf' are
+    not numbers) or not finite in float32 (1e39) makes its row bad.
 
 Parsing (regex check + cast) runs on the column's unique values (pyarrow dictionary encoding)
 and maps back by index; hashing runs on every value (see _ids for why). Each transform returns
-(values, bad), where `bad` is a bool [N] mask of rows holding a value that cannot be parsed
-(None when there are none); the caller decides to raise or skip.
+(values, bad), where `bad` is a bool [N] mask of rows holding a bad value (None when there
+are none); the caller decides to raise or skip (data_config.ignore_error).
 """
 import functools
 import re
@@ -108,25 +120,85 @@ def _fill_empty(arr: pa.Array, default_val: str) -> pa.Array:
   return pc.if_else(pc.equal(arr, ''), default_val, arr)
 
 
-def _int_ids(uniques: pa.Array, num_buckets: int):
-  """num_buckets ids of distinct non-empty values: (int32 [U], bad [U]) (bad: not an integer)."""
+def _cell_default(field) -> str:
+  """What an empty cell of the field reads as: EasyRec's CSV record default (input_utils
+  get_type_defaults), default_val, else 0 for a number field and '' for a STRING one."""
+  if field.input_type == 'STRING':
+    return field.default_val
+  default = field.default_val or '0'
+  pattern = _INT_RE if field.input_type in INT_TYPES else _FLOAT_RE
+  if not re.fullmatch(pattern, default):
+    raise ValueError(f"input field '{field.input_name}' ({field.input_type}): "
+                     f"default_val {field.default_val!r} is not "
+                     f"{'an integer' if field.input_type in INT_TYPES else 'a number'}")
+  return default
+
+
+# The range each integer parse accepts: decode_csv for INT32 / INT64 fields, and
+# string_to_number(int32) for the ids of a STRING field.
+_INT_BITS = {'INT32': 31, 'INT64': 63, 'STRING': 31}
+
+
+def _int_values(uniques: pa.Array, input_type: str):
+  """Parses distinct values as integers: (int64 [U], bad [U]); bad: not an integer, or outside
+  the range of `input_type` (_INT_BITS). Bad values read as 0."""
   ok = pc.match_substring_regex(uniques, _INT_RE).to_numpy(zero_copy_only=False)
-  # Over 18 digits cannot fit int64 and is far outside any bucket range anyway.
-  fits = ok & (pc.binary_length(uniques).to_numpy(zero_copy_only=False) <= 18)
-  text = pc.utf8_ltrim(pc.if_else(pa.array(fits), uniques, '-1'), '+')  # int64 cast rejects '+'
-  vals = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False)
-  return np.where((vals >= 0) & (vals < num_buckets), vals, 0).astype(np.int32), ~ok
+  short = ok & (pc.binary_length(uniques).to_numpy(zero_copy_only=False) <= 18)
+  text = pc.utf8_ltrim(pc.if_else(pa.array(short), uniques, '0'), '+')  # int64 cast rejects '+'
+  vals = pc.cast(text, pa.int64()).to_numpy(zero_copy_only=False).copy()
+  limit = 1 << _INT_BITS[input_type]
+  bad = ~ok
+  for i in np.flatnonzero(ok & ~short):  # rare: parse exactly, past int64's 18 safe digits
+    v = int(uniques[i].as_py())
+    bad[i] = not -limit <= v < limit
+    vals[i] = 0 if bad[i] else v
+  bad |= (vals < -limit) | (vals >= limit)
+  vals[bad] = 0
+  return vals, bad
 
 
-def _ids(values: pa.Array, fc):
-  """Ids of string values per the feature's hash / vocab / num_buckets: (int32 [n], bad [n]|None).
+def _identity(vals: np.ndarray, num_buckets: int, dense: bool) -> np.ndarray:
+  """TF's categorical_column_with_identity(default_value=0): ids outside [0, num_buckets) -> 0.
+  A dense column first drops its -1 cells as missing (-1 here, a zero vector); a tag list is
+  a SparseTensor, which TF takes as is, so its -1 is out of range like any other -> 0."""
+  ids = np.where((vals >= 0) & (vals < num_buckets), vals, 0).astype(np.int32)
+  if dense:
+    ids[vals == -1] = -1
+  return ids
+
+
+def _int_field_ids(values: pa.Array, fc, field):
+  """Ids of an INT32/INT64 field (empty cells already filled): (int32 [n], bad [n]).
+
+  hash_bucket_size: EasyRec hashes the integer's decimal text (tf.as_string), so '007' and
+  '7' are one id and -1 is an id like any other. num_buckets: -1 is missing, other values
+  outside [0, num_buckets) -> 0.
+  """
+  idx, uniques = _encode(values)
+  vals, bad = _int_values(uniques, field.input_type)
+  if fc.hash_bucket_size > 0:
+    text = pc.cast(pa.array(vals), pa.string())
+    ids = (fnv1a_64(text) % np.uint64(fc.hash_bucket_size)).astype(np.int32)
+  else:
+    ids = _identity(vals, fc.num_buckets, dense=True)
+  return ids[idx], bad[idx]
+
+
+def _ids(values: pa.Array, fc, field, dense: bool):
+  """Ids of the values of one field (empty cells already filled with default_val) per the
+  feature's hash / vocab / num_buckets: (int32 [n], bad [n] | None).
+
+  dense: an IdFeature column, where TF drops '' (STRING) and -1 (num_buckets) cells as
+  missing (-1 here); else tag tokens (never empty here), taken as they are.
 
   Hashing and vocab lookup run on every value directly: measured on 1M-row columns, pyarrow's
   dictionary_encode (100-160 ms for high-cardinality ids) costs more than hashing all values
   (~20 ms). Integer parsing (a regex per value) goes through the unique values instead.
   """
+  if field.input_type in INT_TYPES:  # config validation allows hash or num_buckets here
+    ids, bad = _int_field_ids(values, fc, field)
+    return ids, (bad if bad.any() else None)
   starts, lengths, data = _offsets_and_bytes(values)
-  empty = lengths == 0
   bad = None
   if fc.hash_bucket_size > 0:
     h, order = _fnv1a_64_sorted(starts, lengths, data)
@@ -137,28 +209,37 @@ def _ids(values: pa.Array, fc):
     index = pc.index_in(values, value_set=pa.array(list(fc.vocab_list), pa.string()))
     ids = index.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32)
   elif fc.num_buckets > 0:
+    # EasyRec parses the text with string_to_number(int32), which fails on '' (an empty
+    # cell without default_val) like on any other non-integer.
     idx, uniques = _encode(values)
-    ids_u, bad_u = _int_ids(uniques, fc.num_buckets)
-    ids, bad = ids_u[idx], bad_u[idx] & ~empty
+    vals, bad_u = _int_values(uniques, 'STRING')
+    return _identity(vals, fc.num_buckets, dense)[idx], (bad_u[idx] if bad_u.any() else None)
   else:
     raise ValueError(f"feature '{fc.feature_name}': needs hash_bucket_size, num_buckets or "
                      'vocab_list')
-  ids[empty] = -1
-  return ids, (bad if bad is not None and bad.any() else None)
+  if dense:
+    ids[lengths == 0] = -1
+  return ids, bad
 
 
 def _numbers(uniques: pa.Array, field):
-  """Parses values as numbers (empty -> default_val, else 0): (float64 [U], bad [U]|None)."""
-  default = field.default_val or '0'
-  pattern = _INT_RE if field.input_type in INT_TYPES else _FLOAT_RE
-  if not re.fullmatch(pattern, default):
-    raise ValueError(f"input field '{field.input_name}' ({field.input_type}): "
-                     f"default_val {field.default_val!r} is not a number")
-  filled = pc.if_else(pc.equal(uniques, ''), default, uniques)
-  ok = pc.match_substring_regex(filled, pattern)
-  vals = pc.cast(pc.if_else(ok, filled, '0'), pa.float64()).to_numpy(zero_copy_only=False)
-  bad = ~ok.to_numpy(zero_copy_only=False)
-  return vals, (bad if bad.any() else None)
+  """Parses distinct values (empty -> _cell_default) as numbers: (float64 [U], bad [U]|None).
+
+  bad: not a number (an integer in an INT field, within its range), or one that is not
+  finite in float32, the model's dtype: 1e39 overflows to inf there. 'nan' and 'inf' are
+  not numbers here (TF would parse them), so a NaN or inf never reaches the loss.
+  """
+  filled = pc.if_else(pc.equal(uniques, ''), _cell_default(field), uniques)
+  if field.input_type in INT_TYPES:
+    ints, bad = _int_values(filled, field.input_type)
+    vals = ints.astype(np.float64)
+  else:
+    ok = pc.match_substring_regex(filled, _FLOAT_RE)
+    vals = pc.cast(pc.if_else(ok, filled, '0'), pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~ok.to_numpy(zero_copy_only=False)
+  with np.errstate(over='ignore'):
+    bad |= ~np.isfinite(vals.astype(np.float32))
+  return np.where(bad, 0.0, vals), (bad if bad.any() else None)  # bad rows are dropped or fail
 
 
 def _map_back(idx, per_unique, bad_unique):
@@ -166,19 +247,21 @@ def _map_back(idx, per_unique, bad_unique):
 
 
 def _tags(column, fc, field):
-  """TagFeature: split, id per token, drop empty tokens, pack left into [N, L] padded with -1."""
+  """TagFeature: split, drop empty tokens (TF string_split skips them), id per token, pack
+  left into [N, L] padded with -1."""
   arr = _fill_empty(_as_array(column), field.default_val)
   n = len(arr)
   lists = pc.split_pattern(arr, pattern=fc.separator)
-  ids, bad_tok = _ids(lists.flatten(), fc)
+  tokens = lists.flatten()
   row = np.repeat(np.arange(n), pc.list_value_length(lists).to_numpy(zero_copy_only=False))
-  keep = ids >= 0  # only an empty token gets -1
+  keep = pc.binary_length(tokens).to_numpy(zero_copy_only=False) > 0
+  ids, bad_tok = _ids(_as_array(tokens.filter(pa.array(keep))), fc, field, dense=False)
   row_kept = row[keep]
   counts = np.bincount(row_kept, minlength=n)
   out = np.full((n, max(1, int(counts.max(initial=0)))), -1, np.int32)
   pos = np.arange(len(row_kept)) - (np.cumsum(counts) - counts)[row_kept]
-  out[row_kept, pos] = ids[keep]
-  bad = None if bad_tok is None else np.bincount(row[bad_tok], minlength=n) > 0
+  out[row_kept, pos] = ids
+  bad = None if bad_tok is None else np.bincount(row_kept[bad_tok], minlength=n) > 0
   return out, bad
 
 
@@ -245,7 +328,7 @@ def transform_feature(column, fc, field):
   if fc.feature_type == 'TagFeature':
     return _tags(column, fc, field)
   if fc.feature_type == 'IdFeature':
-    return _ids(_fill_empty(_as_array(column), field.default_val), fc)
+    return _ids(_fill_empty(_as_array(column), _cell_default(field)), fc, field, dense=True)
   if fc.feature_type == 'RawFeature' and fc.raw_input_dim > 1:
     return _vectors(column, fc, field)
   if fc.feature_type == 'RawFeature':

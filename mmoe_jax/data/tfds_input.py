@@ -20,7 +20,7 @@ import pyarrow as pa
 from mmoe_jax.data import columnar
 from mmoe_jax.data.columnar import ColumnarData
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
 _READ_BLOCK = 4096  # rows per __getitems__ call
 
 

@@ -19,9 +19,14 @@ class TowerSpec:
 
 
 def predictions(logits, towers):
-  """EasyRec's output dict: logits_/probs_ (CLASSIFICATION) or y_ (L2_LOSS) + tower_name.
+  """EasyRec's output dict (rank_model.py `_output_to_prediction_impl`), keys suffixed _<t>:
 
-  For num_class > 1, probs_ holds the class probabilities [B, C] and y_ the argmax.
+    L2_LOSS:                      y_<t> = logits [B]
+    CLASSIFICATION, num_class 1:  logits_<t> [B], probs_<t> = sigmoid [B]
+    CLASSIFICATION, num_class C:  logits_<t> [B, C], probs_<t> = softmax [B, C],
+                                  logits_<t>_1 / probs_<t>_1: column 1 of each [B],
+                                  logits_<t>_y / probs_<t>_y: the row max of each [B],
+                                  y_<t>: the argmax class, int32 [B] (int64 in EasyRec).
   """
   out = {}
   for tower in towers:
@@ -31,8 +36,11 @@ def predictions(logits, towers):
     elif tower.num_class == 1:
       out[f'logits_{t}'], out[f'probs_{t}'] = z, nn.sigmoid(z)
     else:
-      out[f'logits_{t}'], out[f'probs_{t}'] = z, nn.softmax(z, axis=-1)
-      out[f'y_{t}'] = jnp.argmax(z, axis=-1)
+      probs = nn.softmax(z, axis=-1)
+      out.update({f'logits_{t}': z, f'probs_{t}': probs,
+                  f'logits_{t}_1': z[:, 1], f'probs_{t}_1': probs[:, 1],
+                  f'logits_{t}_y': z.max(axis=-1), f'probs_{t}_y': probs.max(axis=-1),
+                  f'y_{t}': jnp.argmax(z, axis=-1)})
   return out
 
 

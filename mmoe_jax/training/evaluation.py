@@ -5,10 +5,14 @@ import os
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
+from mmoe_jax.training import run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
 from mmoe_jax.training.trainer import Trainer
@@ -18,8 +22,11 @@ log = logging.getLogger('mmoe_jax')
 
 def predict_rows(trainer, state, columns):
   """EasyRec's prediction dict over all rows, as numpy, in row order."""
-  chunks = [jax.device_get(trainer.predict_batch(state['params'], state['batch_stats'],
-                                                 batch(columns, rows)['features']))
+  # Each batch is placed explicitly, whole on every device of the mesh (and process).
+  replicated = NamedSharding(trainer.mesh, P())
+  chunks = [jax.device_get(trainer.predict_batch(
+      state['params'], state['batch_stats'],
+      sharding_lib.global_batch(batch(columns, rows)['features'], replicated, len(rows))))
             for rows in eval_chunks(columns.num_rows, trainer.config.data_config.eval_batch_size)]
   n = columns.num_rows
   return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
@@ -30,9 +37,10 @@ def evaluate(trainer, state, columns, oracle=None):
   return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle)
 
 
-def evaluate_checkpoint(config, input_path=None):
-  """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path)."""
-  config = validate(config)
+def evaluate_checkpoint(config, input_path=None, use_given_config=False):
+  """Metrics of the latest checkpoint in model_dir on `input_path` (default eval_input_path),
+  with the config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+  config = run_dir.config_of_checkpoint(validate(config), use_given_config)
   path = input_path or data_lib.input_paths(config, log=log.info)[1]
   eval_data = load_eval(path, config)
   trainer = Trainer(config, example=batch(eval_data, np.arange(1)))
@@ -41,16 +49,23 @@ def evaluate_checkpoint(config, input_path=None):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path):
-  """Predictions of the latest checkpoint for every row of a CSV, in input order."""
-  config = validate(config)
-  rows = data_lib.load(input_path, config, log=log.info)
+def predict_checkpoint(config, input_path, use_given_config=False):
+  """Predictions of the latest checkpoint for every row of a CSV, in input order, with the
+  config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+  config = run_dir.config_of_checkpoint(validate(config), use_given_config)
+  # Labels are not read here, so they are not checked either.
+  rows = data_lib.load(input_path, config, log=log.info, check_labels=False)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))
   return predict_rows(trainer, restore_or_fail(config, trainer), rows)
 
 
 def write_predictions(predictions, path):
-  """Writes EasyRec's probs_/y_ outputs as CSV columns (a [N, C] output: one per class)."""
+  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out.
+
+  A [N, C] output gives one column per class, probs_<t>_<k>; EasyRec's probs_<t>_1 is the
+  same column as class 1's, so it is written once. A multi-class tower also gets
+  probs_<t>_y (the top probability) and y_<t> (the top class, an integer).
+  """
   import pyarrow as pa
   import pyarrow.csv as pa_csv
   columns = {}

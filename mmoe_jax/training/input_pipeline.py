@@ -22,8 +22,11 @@ import threading
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import sharding as sharding_lib
+from mmoe_jax.training import cadence
 
 MAX_STEPS_PER_DISPATCH = 100  # bounds the [K, B] index array sent with each dispatch
 
@@ -138,19 +141,20 @@ class DeviceResident:
 
   def __init__(self, trainer, columns, sampler, steps_per_dispatch):
     self.sampler, self.steps_per_dispatch = sampler, steps_per_dispatch
-    self.data = jax.device_put(dict(features=columns.features, labels=columns.labels))
+    # Placed explicitly on the (one-device) mesh, the data once and the indices with each
+    # dispatch: no implicit transfer (the tests run this under jax.transfer_guard).
+    self.sharding = NamedSharding(trainer.mesh, P())
+    self.data = jax.device_put(dict(features=columns.features, labels=columns.labels),
+                               self.sharding)
     step = lambda state, data, rows: trainer.step(state, gather(data, rows))
     self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)
 
   def chunks(self, start, stop):
-    k = self.steps_per_dispatch
-    while start < stop:
-      end = min((start // k + 1) * k, stop)
-      yield range(start, end)
-      start = end
+    return cadence.dispatches(start, stop, self.steps_per_dispatch)
 
   def indices(self, steps):
-    return self.sampler.indices(steps.start, len(steps)).astype(np.int32)
+    return jax.device_put(self.sampler.indices(steps.start, len(steps)).astype(np.int32),
+                          self.sharding)
 
   def run(self, state, steps):
     return self._run(state, self.data, self.indices(steps))

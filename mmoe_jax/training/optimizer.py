@@ -1,11 +1,15 @@
-"""Optimizers and learning-rate schedules from EasyRec's train_config.
+"""EasyRec's optimizers from train_config, and the train step's `Optimizer`.
 
-`Optimizer` is what the train step uses: EasyRec's adam_optimizer (optax Adam over every
-parameter) or lazy_adam_optimizer, which keeps Adam for the dense layers but updates an
+make_optimizer builds optax's form of the optimizer EasyRec's optimizer_builder.py builds
+(TF1's, with TF1's update rules); the learning rate follows its schedule (schedules.py).
+`Optimizer` is what the train step uses: every optimizer but lazy_adam_optimizer updates
+every parameter; lazy_adam_optimizer keeps Adam for the dense layers but updates an
 embedding table's rows, and their moments, only where the batch looks them up (TF's
 LazyAdamOptimizer, which EasyRec's lazy_adam_optimizer builds). A dense Adam step reads
 and writes every row of every table: with large tables that is most of a step's time.
 """
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -15,59 +19,120 @@ from jax.sharding import PartitionSpec as P
 
 from mmoe_jax.config import optimizer_name
 from mmoe_jax.sharding import is_table
+from mmoe_jax.training.schedules import learning_rate_schedule
 
-# TF1's AdamOptimizer epsilon is 1e-8, as optax's default.
+# TF1's AdamOptimizer epsilon is 1e-8, as optax's default. (TF1 adds it to sqrt(v) before
+# the bias correction, optax after: the two differ only while sqrt(v_hat) is near 1e-8.)
 EPSILON = 1e-8
 
 
-def base_learning_rate(train_config):
-  """The configured rate: constant_learning_rate.learning_rate or initial_learning_rate."""
-  optimizer = train_config.optimizer_config
-  lr = optimizer[optimizer_name(optimizer)].learning_rate
-  if 'constant_learning_rate' in lr:
-    return lr.constant_learning_rate.learning_rate
-  return lr.exponential_decay_learning_rate.initial_learning_rate
-
-
-def learning_rate_schedule(learning_rate, base=None):
-  """EasyRec's LearningRate message -> an optax schedule (step -> rate).
-
-  `base` (a float or a traced scalar, e.g. one per replica of a sweep) replaces the
-  configured constant or initial rate; the decay keeps its configured shape.
-  """
-  if 'constant_learning_rate' in learning_rate:
-    rate = learning_rate.constant_learning_rate.learning_rate if base is None else base
-    return lambda step: jnp.full(jnp.shape(step), rate, jnp.float32)
-  cfg = learning_rate.exponential_decay_learning_rate
-  initial = cfg.initial_learning_rate if base is None else base
-
-  def schedule(step):
-    # EasyRec's exponential_decay_with_burnin: a linear burn-in from
-    # burnin_learning_rate, then initial * decay_factor^(step / decay_steps),
-    # floored (staircase) and clipped below at min_learning_rate.
-    exponent = step / cfg.decay_steps
-    if cfg.staircase:
-      exponent = jnp.floor(exponent)
-    rate = jnp.maximum(initial * cfg.decay_factor ** exponent, cfg.min_learning_rate)
-    if cfg.burnin_steps > 0:
-      frac = jnp.minimum(step / cfg.burnin_steps, 1.0)
-      burnin = cfg.burnin_learning_rate + (initial - cfg.burnin_learning_rate) * frac
-      rate = jnp.where(step < cfg.burnin_steps, burnin, rate)
-    return rate
-
-  return schedule
-
-
 def make_optimizer(train_config, clip=True, learning_rate=None):
-  """Returns (optax Adam with the configured schedule, schedule); `clip`: chain
-  gradient_clipping_by_norm in front (the lazy optimizer clips all gradients itself);
-  `learning_rate` as learning_rate_schedule's `base`."""
-  adam = train_config.optimizer_config[optimizer_name(train_config.optimizer_config)]
-  schedule = learning_rate_schedule(adam.learning_rate, learning_rate)
-  tx = optax.adam(schedule, b1=adam.beta1, b2=adam.beta2, eps=EPSILON)
+  """Returns (the optax form of train_config's optimizer, its schedule).
+
+  clip: chain gradient_clipping_by_norm in front (the lazy optimizer clips all gradients
+  itself); learning_rate: as learning_rate_schedule's `base` (None: the configured rate).
+  The state's structure does not depend on the rate, so a state made with one rate
+  updates with another (a sweep's replicas).
+  """
+  name = optimizer_name(train_config.optimizer_config)
+  config = train_config.optimizer_config[name]
+  schedule = learning_rate_schedule(config.learning_rate, learning_rate)
+  tx = OPTIMIZERS[name](config, schedule)
   if clip and train_config.gradient_clipping_by_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(train_config.gradient_clipping_by_norm), tx)
   return tx, schedule
+
+
+def adam(config, schedule):
+  return optax.adam(schedule, b1=config.beta1, b2=config.beta2, eps=EPSILON)
+
+
+def adamw(config, schedule):
+  """EasyRec's AdamWOptimizer (TF contrib's DecoupledWeightDecayExtension over TF1 Adam):
+  each step shrinks a variable by weight_decay * variable, NOT scaled by the learning rate
+  (optax.adamw scales it), then takes the Adam step of the gradient."""
+  return optax.chain(adam(config, schedule), optax.add_decayed_weights(-config.weight_decay))
+
+
+def momentum(config, schedule):
+  """TF1 MomentumOptimizer: accum = m * accum + g; var -= lr * accum (optax.sgd's order)."""
+  return optax.sgd(schedule, momentum=config.momentum_optimizer_value)
+
+
+def momentumw(config, schedule):
+  """EasyRec's MomentumWOptimizer: as adamw, the decay of weight_decay * variable is not
+  scaled by the learning rate."""
+  return optax.chain(momentum(config, schedule), optax.add_decayed_weights(-config.weight_decay))
+
+
+def rms_prop(config, schedule):
+  """TF1 RMSPropOptimizer: ms starts at 1 (optax's default is 0); ms = decay * ms +
+  (1 - decay) * g^2; mom = m * mom + lr * g / sqrt(ms + epsilon) (epsilon inside the root);
+  var -= mom."""
+  return optax.rmsprop(schedule, decay=config.decay, eps=config.epsilon, initial_scale=1.0,
+                       eps_in_sqrt=True, momentum=config.momentum_optimizer_value)
+
+
+def adagrad(config, schedule):
+  """TF1 AdagradOptimizer: accum starts at initial_accumulator_value; accum += g^2;
+  var -= lr * g / sqrt(accum). TF1 adds no epsilon (optax's default adds 1e-7)."""
+  return optax.adagrad(schedule, initial_accumulator_value=config.initial_accumulator_value,
+                       eps=0.0)
+
+
+class FtrlState(NamedTuple):
+  count: jax.Array  # updates applied, the schedule's step
+  accum: optax.Updates  # TF1's accumulator: initial_accumulator_value + sum of g^2
+  linear: optax.Updates  # TF1's linear term (z in McMahan et al.)
+
+
+def ftrl(config, schedule):
+  """TF1 FtrlOptimizer (ApplyFtrl; ApplyFtrlV2 with l2_shrinkage_reg), which optax lacks.
+
+  FTRL-proximal does not step a weight: it sets it from two accumulators, so the update
+  is the new weight minus the old. Per element, with p = learning_rate_power:
+    g' = g + 2 * l2_shrinkage_reg * w;  n' = n + g^2
+    z += g' - (n'^-p - n^-p) / lr * w
+    w = (sign(z) * l1_reg - z) / (n'^-p / lr + 2 * l2_reg) if |z| > l1_reg else 0
+  """
+  p, l1, l2 = config.learning_rate_power, config.l1_reg, config.l2_reg
+
+  def init(params):
+    return FtrlState(count=jnp.zeros([], jnp.int32),
+                     accum=optax.tree.full_like(params, config.initial_accumulator_value),
+                     linear=optax.tree.zeros_like(params))
+
+  def update(grads, state, params):
+    lr = schedule(state.count)
+
+    def one(g, w, n, z):
+      n_new = n + g * g
+      z = z + g + 2 * config.l2_shrinkage_reg * w - (n_new ** -p - n ** -p) / lr * w
+      quadratic = n_new ** -p / lr + 2 * l2
+      w_new = jnp.where(jnp.abs(z) > l1, (jnp.sign(z) * l1 - z) / quadratic, 0.0)
+      return w_new - w, n_new, z
+
+    leaves = [jax.tree.leaves(t) for t in (grads, params, state.accum, state.linear)]
+    updates, accum, linear = (jax.tree.unflatten(jax.tree.structure(grads), out)
+                              for out in zip(*(one(*x) for x in zip(*leaves))))
+    return updates, FtrlState(optax.safe_increment(state.count), accum, linear)
+
+  return optax.GradientTransformation(init, update)
+
+
+# optimizer_config's oneof -> (its message, the learning rate's schedule) -> optax.
+OPTIMIZERS = {
+    'adam_optimizer': adam,
+    'lazy_adam_optimizer': adam,  # the dense layers' part; Optimizer updates the tables
+    'adam_async_optimizer': adam,  # PAI-TF's asynchronous Adam: synchronous steps here
+    'adamw_optimizer': adamw,
+    'adam_asyncw_optimizer': adamw,
+    'momentum_optimizer': momentum,
+    'momentumw_optimizer': momentumw,
+    'rms_prop_optimizer': rms_prop,
+    'adagrad_optimizer': adagrad,
+    'ftrl_optimizer': ftrl,
+}
 
 
 def lazy_tables(features):
@@ -114,7 +179,7 @@ class Optimizer:
     # For init (Adam's state does not depend on the rate) and the configured schedule.
     self.tx, self.schedule = make_optimizer(train_config, clip=not self.lazy)
     adam = train_config.optimizer_config[optimizer_name(train_config.optimizer_config)]
-    self.b1, self.b2 = adam.beta1, adam.beta2
+    self.b1, self.b2 = adam.get('beta1'), adam.get('beta2')  # lazy Adam's rows; None if not Adam
     self.clip_norm = train_config.gradient_clipping_by_norm
     self.embedding_dims = {s.feature_name: s.embedding_dim for s in features}
 
@@ -199,6 +264,18 @@ class Optimizer:
           tables[path], mu[path], nu[path], ids, g, count, lr)
     tables, mu, nu = (traverse_util.unflatten_dict(t) for t in (tables, mu, nu))
     return self.merge(dense, tables), dict(dense=dense_state, count=count, mu=mu, nu=nu)
+
+  def global_norm(self, grads, lookup_grads, params, features):
+    """The global L2 norm of this step's gradients before clipping, as if every table
+    were dense: the dense gradients and each lazy table's row gradients (EasyRec's
+    global_norm/gradient_norm). XLA computes the row sums once for this and `apply`."""
+    if not self.tables:
+      return optax.tree.norm(grads)
+    tables = traverse_util.flatten_dict(self.split(params)[1])
+    lookup_grads = traverse_util.flatten_dict(lookup_grads)
+    rows = {path: self._row_grads(path, tables[path].shape[0], lookup_grads, features)[1]
+            for path in self.tables}
+    return optax.tree.norm((grads, rows))
 
   def _row_grads(self, path, vocab_size, lookup_grads, features):
     """(distinct ids [n], summed gradients [n, D]) of the table at `path` over its features

@@ -13,17 +13,29 @@ from jax.experimental import multihost_utils
 
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
+from mmoe_jax.training import cadence as cadence_lib
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import evaluation, input_pipeline, writers
+from mmoe_jax.training import evaluation, input_pipeline, run_dir, writers
 from mmoe_jax.training.input_pipeline import BatchSampler, batch
 from mmoe_jax.training.trainer import Trainer
 
 log = logging.getLogger('mmoe_jax')
 
 
-def train_and_evaluate(config):
-  """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics."""
-  config = validate(config)
+def train_and_evaluate(config, fresh=False, accept_config=False):
+  """Trains as `config` says (resuming from model_dir), evaluates; returns final metrics.
+
+  model_dir is locked and records the config meanwhile (run_dir.open_run, which says what
+  `fresh` and `accept_config` do when the record differs).
+  """
+  run = run_dir.open_run(validate(config), fresh=fresh, accept_config=accept_config)
+  try:
+    return _train_and_evaluate(run.config)
+  finally:
+    run.close()
+
+
+def _train_and_evaluate(config):
   lead = jax.process_index() == 0  # multi-host: process 0 writes the logs and metrics
   os.makedirs(config.model_dir, exist_ok=True)
   for turn in ('lead', 'rest'):  # the synthetic files and caches are written once
@@ -40,52 +52,77 @@ def train_and_evaluate(config):
   for line in trainer.layout():
     log.info('%s', line)
   state = checkpoint_lib.restore(ckpt, trainer) or trainer.create_state()
+  state = run_dir.resume_learning_rate(state, config)
   start = int(state['step'])
   if start:
     log.info('resumed from %s at step %d', ckpt.directory, start)
   writer = writers.SummaryWriters(config.model_dir) if lead else None
+  result = {}
+  if eval_data is not None and _eval_missing(config.model_dir, start, lead):
+    # Killed between this checkpoint and its evaluation: evaluate it now.
+    log.info('evaluating the step-%d checkpoint, whose evaluation is missing', start)
+    result = _evaluate(trainer, state, eval_data, oracle, config, writer, start, log.info)
   sampler = BatchSampler(train_data.num_rows, batch_size, config.seed,
                          config.data_config.shuffle)
   train_input = input_pipeline.make(config, trainer, train_data, sampler)
   log.info('input_mode %s', train_input.mode)
-  train_cfg = config.train_config
+  cadence = cadence_lib.Cadence(config.train_config, num_steps)
+  divergence = cadence_lib.DivergenceWarning(trainer.towers, train_data.labels)
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
                   disable=not lead)
   last_time, last_step = time.perf_counter(), start
-  result = {}
   # Each chunk of steps ends on or before the next log or checkpoint step (input_pipeline).
   for steps in train_input.chunks(start, num_steps):
     state, step_metrics = train_input.run(state, steps)
     bar.update(len(steps) * batch_size)
     done = steps.stop
-    if done % train_cfg.log_step_count_steps == 0 or done == num_steps:
+    events = cadence.events(done)
+    if events:
       check_finite(state, ckpt)
+    if 'log' in events:
       now = time.perf_counter()
       scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
       last_time, last_step = now, done
       if lead:
+        divergence.check(done, scalars['total_loss'])
         bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
                   file=bar.fp)
         writer.scalars('train', done, scalars)
-    if done % train_cfg.save_checkpoints_steps == 0 or done == num_steps:
-      check_finite(state, ckpt)
+    if 'save' in events:
       ckpt.save(done, state)
       if eval_data is not None:
-        result = evaluation.evaluate(trainer, state, eval_data, oracle)
-        if lead:
-          writers.record_eval(config.model_dir, writer, done, result)
-          bar.write(f'eval at step {done}: {json.dumps(result)}', file=bar.fp)
+        result = _evaluate(trainer, state, eval_data, oracle, config, writer, done,
+                           lambda line: bar.write(line, file=bar.fp))
       last_time = time.perf_counter()  # examples/s counts training steps only
   train_input.close()
   bar.close()
   ckpt.wait()
   if lead:
     writer.close()
-  if eval_data is not None and start >= num_steps:  # a finished run, rerun: report it again
+  if eval_data is not None and not result:  # a finished run, rerun: report it again
     result = evaluation.evaluate(trainer, state, eval_data, oracle)
   return dict(step=int(state['step']), **result)
+
+
+def _evaluate(trainer, state, eval_data, oracle, config, writer, step, write):
+  """Evaluates `state`; process 0 records the result (metrics.jsonl, TensorBoard) and
+  `write`s it."""
+  result = evaluation.evaluate(trainer, state, eval_data, oracle)
+  if writer is not None:
+    writers.record_eval(config.model_dir, writer, step, result)
+    write(f'eval at step {step}: {json.dumps(result)}')
+  return result
+
+
+def _eval_missing(model_dir, step, lead):
+  """Whether a resumed run's checkpoint `step` has no evaluation in metrics.jsonl (the
+  run was killed between saving and evaluating it); every process gets process 0's answer."""
+  missing = bool(step) and lead and step not in writers.eval_steps(model_dir)
+  if jax.process_count() > 1:
+    missing = bool(multihost_utils.broadcast_one_to_all(np.int32(missing)))
+  return missing
 
 
 def total_steps(config, num_rows):
@@ -97,10 +134,13 @@ def total_steps(config, num_rows):
 
 
 def check_finite(state, ckpt):
-  bad = int(state['nonfinite_step'])
-  if bad >= 0:
+  """Stops the run if a step's total_loss or gradient norm was not finite (Trainer.step
+  records the first); the loop calls it before each checkpoint, so none holds such a state."""
+  bad = cadence_lib.nonfinite(state)
+  if bad:
+    (step, what), = bad.values()
     last = ckpt.latest_step()
     raise FloatingPointError(
-        f'total_loss is not finite at step {bad + 1}; training stopped. The last checkpoint '
+        f'{cadence_lib.nonfinite_message(step, what)}; training stopped. The last checkpoint '
         f'({"step " + str(last) if last else "none"}) is intact. Lower the learning rate, '
         'set train_config.gradient_clipping_by_norm, or check the input for extreme values.')

@@ -1,10 +1,11 @@
 """The train state and the pure, jitted train step of one config.
 
 The train state is a plain dict {step, params, batch_stats, opt_state, rng, hparams,
-nonfinite_step}; `Trainer.step` updates it (jitted as `train_step`, the state donated),
-and the whole state is what a checkpoint holds, so re-running the same command resumes
-exactly. hparams holds the scalar hyper-parameters that a vmapped sweep may vary per
-replica (learning_rate).
+nonfinite_step, nonfinite}; `Trainer.step` updates it (jitted as `train_step`, the state
+donated), and the whole state is what a checkpoint holds, so re-running the same command
+resumes exactly. hparams holds the scalar hyper-parameters that a vmapped sweep may vary
+per replica (learning_rate). nonfinite_step is the first step whose total_loss or gradient
+norm was not finite (-1: none), nonfinite says which (bits of cadence.NONFINITE).
 """
 
 import functools
@@ -20,7 +21,11 @@ from mmoe_jax import models
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import model_params
 from mmoe_jax.training import losses, precision
-from mmoe_jax.training.optimizer import Optimizer, base_learning_rate
+from mmoe_jax.training.optimizer import Optimizer
+from mmoe_jax.training.schedules import base_learning_rate
+
+# EasyRec's summary name for the global norm of the gradients (before clipping).
+GRADIENT_NORM = 'global_norm/gradient_norm'
 
 
 class Trainer:
@@ -108,7 +113,7 @@ class Trainer:
     return dict(step=jnp.zeros((), jnp.int32), params=params,
                 batch_stats=variables.get('batch_stats', {}), opt_state=self.optimizer.init(params),
                 rng=dropout_key, hparams=dict(learning_rate=jnp.asarray(learning_rate, jnp.float32)),
-                nonfinite_step=jnp.full((), -1, jnp.int32))
+                nonfinite_step=jnp.full((), -1, jnp.int32), nonfinite=jnp.zeros((), jnp.int32))
 
   def _variables(self, key):
     """model.init's variables, each boxed with its declared logical axes."""
@@ -141,23 +146,29 @@ class Trainer:
           variables, batch['features'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
       loss, terms = losses.total_loss(
-          logits, aux, params, self.param_axes, batch['labels'], self.towers, self.l2_regularization,
-          self.config.model_config.embedding_regularization)
+          logits, aux, params, self.param_axes, batch['labels'], self.towers,
+          self.l2_regularization, self.config.model_config.embedding_regularization)
       return loss, (terms, updated.get('batch_stats', {}))
 
     (grads, lookup_grads), (terms, batch_stats) = jax.grad(
         loss_fn, argnums=(0, 1), has_aux=True)(
             dense, self.optimizer.perturbations(batch['features']))
+    norm = self.optimizer.global_norm(grads, lookup_grads, state['params'], batch['features'])
     params, opt_state = self.optimizer.apply(grads, lookup_grads, state['opt_state'],
                                              state['params'], batch['features'],
                                              state['hparams']['learning_rate'])
     step = state['step']
-    # Remember the first step whose loss was not finite; the loop checks it at log and
-    # checkpoint time, so no step waits on a host round trip.
-    bad = ~jnp.isfinite(terms['total_loss']) & (state['nonfinite_step'] < 0)
+    # Remember the first step whose loss or gradient norm was not finite, and which (a
+    # finite loss can come with non-finite gradients, which make the parameters NaN); the
+    # loop checks at log and checkpoint time, so no step waits on a host round trip.
+    bits = (jnp.where(jnp.isfinite(terms['total_loss']), 0, 1)
+            | jnp.where(jnp.isfinite(norm), 0, 2))  # cadence.NONFINITE
+    first = (bits > 0) & (state['nonfinite_step'] < 0)
     new_state = dict(state, step=step + 1, params=params, batch_stats=batch_stats,
-                     opt_state=opt_state, nonfinite_step=jnp.where(bad, step, state['nonfinite_step']))
-    return new_state, dict(terms, learning_rate=self.optimizer.rate(
+                     opt_state=opt_state,
+                     nonfinite_step=jnp.where(first, step, state['nonfinite_step']),
+                     nonfinite=jnp.where(first, bits, state['nonfinite']))
+    return new_state, dict(terms, **{GRADIENT_NORM: norm}, learning_rate=self.optimizer.rate(
         step, state['hparams']['learning_rate']))
 
   def predict_fn(self, params, batch_stats, features):

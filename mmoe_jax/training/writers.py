@@ -5,9 +5,27 @@ import os
 
 
 def record_eval(model_dir, writer, step, result):
-  with open(os.path.join(model_dir, 'metrics.jsonl'), 'a') as f:
-    f.write(json.dumps(dict(step=step, **result)) + '\n')
+  """Adds the evaluation of `step` to metrics.jsonl, one row per step: a step evaluated
+  again (a resumed run redoing it) replaces its row, so the file holds the latest."""
+  path = os.path.join(model_dir, 'metrics.jsonl')
+  rows = []
+  if os.path.exists(path):
+    with open(path) as f:
+      rows = [line for line in f if line.strip() and json.loads(line)['step'] != step]
+  rows.append(json.dumps(dict(step=step, **result)) + '\n')
+  with open(f'{path}.tmp', 'w') as f:  # a kill mid-write leaves the old file whole
+    f.writelines(rows)
+  os.replace(f'{path}.tmp', path)
   writer.scalars('eval', step, result)
+
+
+def eval_steps(model_dir):
+  """The steps that metrics.jsonl holds an evaluation of."""
+  path = os.path.join(model_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return set()
+  with open(path) as f:
+    return {json.loads(line)['step'] for line in f if line.strip()}
 
 
 class SummaryWriters:
