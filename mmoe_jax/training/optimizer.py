@@ -223,10 +223,16 @@ class Optimizer:
 
   def state_axes(self, state):
     """The logical axes of `state` (this optimizer's, e.g. abstract): every moment those of
-    its parameter (optax's tree_map_params finds optax's), counts replicated."""
+    its parameter, counts replicated.
+
+    An optax state holds a tree like the params per moment (mu, nu, ...): each subtree of
+    the params' structure takes their axes. (optax.tree_utils.tree_map_params finds the
+    same subtrees, but by running init eagerly, which creates arrays on the device.)
+    """
     def like(tx_state, axes):
-      return optax.tree_utils.tree_map_params(self.tx, lambda _, a: a, tx_state, axes,
-                                              transform_non_params=lambda _: P())
+      params = jax.tree.structure(axes)
+      moment = lambda x: jax.tree.structure(x) == params
+      return jax.tree.map(lambda x: axes if moment(x) else P(), tx_state, is_leaf=moment)
 
     if not self.tables:
       return like(state, self.param_axes)
