@@ -10,11 +10,13 @@ from jax.sharding import PartitionSpec as P
 
 import mmoe
 import mmoe_backbone
+import test_optimizer
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.builder import build_model
 from mmoe_jax.config import validate
 from mmoe_jax.models import DnnSpec, FeatureSpec, MMoE, TowerSpec
 from mmoe_jax.training import losses, precision
+from mmoe_jax.training import optimizer as optimizer_lib
 from test_model import random_features
 
 # The roles' axes, as declared (design.md, "Scale"): PartitionSpecs of logical names.
@@ -134,3 +136,19 @@ def test_bf16_cast_leaves_exactly_the_tables_fp32(make):
   for path, logical in by_path(axes['params']).items():
     want = jnp.float32 if logical[0] == 'vocab' else jnp.bfloat16
     assert cast[path].dtype == want, path
+
+
+@pytest.mark.parametrize('name', sorted(set(optimizer_lib.OPTIMIZERS) - {'lazy_adam_optimizer'}))
+def test_every_optimizers_state_takes_its_params_axes(name):
+  """Each moment leaf has the axes of the parameter it belongs to; counts are replicated."""
+  params = {'embedding': {'t': jnp.zeros((4, 2))},
+            'd': {'kernel': jnp.zeros((2, 3)), 'bias': jnp.zeros(3)}}
+  axes = {'embedding': {'t': TABLE}, 'd': {'kernel': KERNEL, 'bias': UNITS}}
+  opt = optimizer_lib.Optimizer(test_optimizer.train_config(name), (), param_axes=axes)
+  state = jax.eval_shape(opt.init, params)
+  state_axes = opt.state_axes(state)
+  want = {path[-2:]: logical for path, logical in by_path(axes).items()}
+  for (path, leaf), logical in zip(jax.tree_util.tree_leaves_with_path(state),
+                                   jax.tree.leaves(state_axes)):
+    keys = tuple(getattr(k, 'key', None) for k in path[-2:])
+    assert logical == (want[keys] if leaf.ndim else P()), jax.tree_util.keystr(path)
