@@ -95,7 +95,8 @@ def esmm_metrics(cvr, ctr, predictions, labels):
   }
   out = {}
   for name, (preds, label) in views.items():
-    tower = types.SimpleNamespace(tower_name=name, label_name=name, metrics_set=cvr.metrics_set)
+    tower = types.SimpleNamespace(tower_name=name, label_name=name, metrics_set=cvr.metrics_set,
+                                  loss_type=cvr.loss_type, num_class=cvr.num_class)
     out.update(tower_metrics(tower, preds, {name: label}))
   out.update(tower_metrics(ctr, predictions, labels))
   return out

@@ -1,9 +1,10 @@
 """The device mesh and the layout of arrays on it, from config.sharding (not in EasyRec).
 
 An array's dimensions have logical names (vocab, embed, expert, mlp, batch, replica);
-config.sharding maps each to mesh axes (() = replicated). Parameters get theirs from
-their path and shape (`logical_axes`), optimizer state follows its parameter, batches
-split their rows over `batch`. Meshes use Auto axis types (classic GSPMD; jax 0.10's
+config.sharding maps each to mesh axes (() = replicated). Parameters and batch
+statistics declare theirs where they are created (`declared_axes` reads them), which also
+gives each its role (`is_table`, `is_kernel`); optimizer state follows its parameter,
+batches split their rows over `batch`. Meshes use Auto axis types (classic GSPMD; jax 0.10's
 default is Explicit): XLA then partitions a lookup in a row-sharded table itself, as a
 local masked gather plus an all-reduce of the [B, D] result, so no table is ever
 gathered whole.
@@ -13,6 +14,7 @@ import logging
 import math
 import os
 
+import flax.linen as nn
 import jax
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -82,66 +84,62 @@ def vocab_multiple(config, mesh):
   return 1
 
 
-def logical_axes(keys, shape):
-  """Logical axes of a parameter or batch statistic, from its path (module keys) and shape.
-
-  Tables are params `embedding/<name>` [V, D]; stacked experts have a leading [E] axis:
-  kernels [E, D, H], biases and batch norm [E, H].
-  """
-  if keys and keys[0] == 'embedding' and len(shape) == 2:
-    return ('vocab', 'embed')
-  if keys and keys[-1] == 'kernel':
-    by_rank = {3: ('expert', 'embed', 'mlp'), 2: ('embed', 'mlp')}
-    return by_rank.get(len(shape), (None,) * len(shape))
-  return {2: ('expert', 'mlp'), 1: ('mlp',)}.get(len(shape), (None,) * len(shape))
-
-
-def param_keys(path):
-  """The parameter path a state leaf belongs to: the trailing dict keys of its tree path
-  (params/<keys>, batch_stats/<keys>, opt_state/.../mu/<keys>); () for scalars."""
-  keys = []
-  for i, entry in reversed(list(enumerate(path))):
-    if not isinstance(entry, jax.tree_util.DictKey) or i == 0:
-      break
-    keys.insert(0, entry.key)
-  return tuple(keys)
+def declared_axes(variables):
+  """The logical axes every leaf of `variables` (model.init's, boxed) declares where it is
+  created (models/layers.py), as a tree of PartitionSpecs of axis names; this is the only
+  place a parameter's role comes from. Raises naming any leaf that declares none."""
+  boxed = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  leaves = jax.tree_util.tree_leaves_with_path(variables, is_leaf=boxed)
+  undeclared = [jax.tree_util.keystr(path) for path, x in leaves if not boxed(x)]
+  if undeclared:
+    raise ValueError(f'{", ".join(undeclared)}: created without logical axes; declare them '
+                     'where the variable is created (models/layers.py `declared`)')
+  return jax.tree.map(lambda x: P(*x.names), variables, is_leaf=boxed)
 
 
-def table_name(path):
-  """The embedding table a state leaf is (or is the optimizer state of), else None."""
-  keys = param_keys(path)
-  return keys[1] if len(keys) == 2 and keys[0] == 'embedding' else None
+def is_table(axes):
+  """An embedding table (or a moment of one): its rows are the vocabulary."""
+  return tuple(axes)[:1] == ('vocab',)
 
 
-def spec_for(mesh, sharding, keys, shape, notes):
-  """The PartitionSpec of one array; a dimension that does not divide over its mesh axes
-  stays whole, noted in `notes` (tables never get there: they are padded or rejected)."""
+def is_kernel(axes):
+  """A dense kernel, plain [D, H] or stacked [E, D, H]: inputs 'embed', outputs 'mlp'."""
+  return tuple(axes)[-2:] == ('embed', 'mlp')
+
+
+def spec_for(mesh, sharding, name, shape, axes, notes):
+  """The PartitionSpec of one array of logical `axes`; a dimension that does not divide
+  over its mesh axes stays whole, noted in `notes` (tables never get there: they are
+  padded or rejected). Empty axes: replicated (steps, keys, counts)."""
+  if len(axes) not in (0, len(shape)):
+    raise ValueError(f'{name}: declares axes {tuple(axes)} for shape {tuple(shape)}')
   spec, used = [], set()
-  for dim, logical in zip(shape, logical_axes(keys, shape)):
-    axes = tuple(a for a in (sharding[logical] if logical else ()) if a not in used)
-    n = math.prod(mesh.shape[a] for a in axes)
+  for dim, logical in zip(shape, axes or (None,) * len(shape)):
+    mesh_axes = tuple(a for a in (sharding[logical] if logical else ()) if a not in used)
+    n = math.prod(mesh.shape[a] for a in mesh_axes)
     if dim % n:
       if logical == 'vocab':
-        raise ValueError(f'{"/".join(keys)}: {dim} rows do not divide over sharding.vocab '
+        raise ValueError(f'{name}: {dim} rows do not divide over sharding.vocab '
                          f'({n} devices); build the model with vocab_multiple(config, mesh)')
-      notes.append(f'{"/".join(keys)} {tuple(shape)}: {logical} dim {dim} does not divide over '
-                   f'sharding.{logical} {axes} ({n}); kept whole')
-      axes = ()
-    used.update(axes)
-    spec.append(axes[0] if len(axes) == 1 else (axes or None))
+      notes.append(f'{name} {tuple(shape)}: {logical} dim {dim} does not divide over '
+                   f'sharding.{logical} {mesh_axes} ({n}); kept whole')
+      mesh_axes = ()
+    used.update(mesh_axes)
+    spec.append(mesh_axes[0] if len(mesh_axes) == 1 else (mesh_axes or None))
   return P(*spec)
 
 
-def state_sharding(mesh, sharding, abstract_state):
-  """NamedShardings of a train state (a tree like `abstract_state`) and the notes on
-  dimensions kept whole. Optimizer state follows its parameter: a leaf under
-  opt_state/.../<param path> with the parameter's shape gets the parameter's spec."""
+def state_sharding(mesh, sharding, abstract_state, axes):
+  """NamedShardings of a train state (a tree like `abstract_state`) from the logical
+  `axes` of its leaves (a tree like it of PartitionSpecs), and the notes on dimensions
+  kept whole."""
   notes = []
 
-  def one(path, leaf):
-    return NamedSharding(mesh, spec_for(mesh, sharding, param_keys(path), leaf.shape, notes))
+  def one(path, leaf, logical):
+    name = jax.tree_util.keystr(path)
+    return NamedSharding(mesh, spec_for(mesh, sharding, name, leaf.shape, logical, notes))
 
-  return jax.tree_util.tree_map_with_path(one, abstract_state), notes
+  return jax.tree_util.tree_map_with_path(one, abstract_state, axes), notes
 
 
 def batch_sharding(mesh, sharding):
@@ -194,14 +192,15 @@ def global_batch(local, sharding, rows):
       lambda x: jax.make_array_from_process_local_data(sharding, x, (rows,) + x.shape[1:]), local)
 
 
-def describe(mesh, state_shardings, abstract_state, vocab_rows):
+def describe(mesh, state_shardings, abstract_state, axes, vocab_rows):
   """Log lines: the mesh, then every table's global shape, spec and per-device shard."""
   lines = [f'mesh {dict(mesh.shape)} over {mesh.devices.size} of {jax.device_count()} devices']
-  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state['params']):
-    name = table_name((jax.tree_util.DictKey('params'),) + path)
-    if name is None:
+  for (path, leaf), sharding, logical in zip(
+      jax.tree_util.tree_leaves_with_path(abstract_state['params']),
+      jax.tree.leaves(state_shardings['params']), jax.tree.leaves(axes['params'])):
+    if not is_table(logical):
       continue
-    sharding = state_shardings['params']['embedding'][name]
+    name = path[-1].key  # a table is named by its embedding_name
     pad = leaf.shape[0] - vocab_rows[name]
     lines.append(f'table {name}: {tuple(leaf.shape)} {sharding.spec}, per device '
                  f'{sharding.shard_shape(leaf.shape)}'
@@ -211,4 +210,4 @@ def describe(mesh, state_shardings, abstract_state, vocab_rows):
 
 __all__ = ['initialize_distributed', 'make_mesh', 'vocab_multiple', 'state_sharding',
            'batch_sharding', 'with_replica_axis', 'process_rows', 'global_batch', 'describe',
-           'logical_axes', 'table_name', 'check_batch']
+           'declared_axes', 'is_table', 'is_kernel', 'check_batch']

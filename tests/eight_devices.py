@@ -106,24 +106,69 @@ def test_compiled_step_moves_no_table_larger_than_a_batch(tiny_config):
   assert not moved & tables, f'a whole table moves between devices: {moved & tables}'
 
 
-def test_restore_on_four_devices_of_a_checkpoint_saved_on_eight(tiny_config):
-  config, columns, trainer = setup(tiny_config)
+def _lazy(config):
+  adam = config.train_config.optimizer_config.adam_optimizer
+  config.train_config.optimizer_config = dict(lazy_adam_optimizer=adam)
+  return config
+
+
+def _table_moments(opt_state):
+  """(table name, leaf) of every optimizer-state leaf of a table: optax Adam's mu and nu
+  under <...>/embedding/<name>, or lazy Adam's."""
+  return [(path[-1].key, leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(opt_state)
+          if len(path) > 1 and getattr(path[-2], 'key', None) == 'embedding']
+
+
+@pytest.mark.parametrize('lazy', [False, True], ids=['adam', 'lazy_adam'])
+def test_moments_of_every_table_are_sharded_like_the_table(tiny_config, lazy):
+  _, _, trainer = setup(_lazy(tiny_config) if lazy else tiny_config)
+  state = trainer.create_state()
+  tables = state['params']['embedding']
+  moments = _table_moments(state['opt_state'])
+  assert sorted(name for name, _ in moments) == sorted(list(tables) * 2), 'mu and nu of each'
+  for name, moment in moments:
+    table = tables[name]
+    assert moment.shape == table.shape, name
+    assert moment.sharding.spec == table.sharding.spec == P(('data', 'model'), None), name
+    assert ({s.data.shape for s in moment.addressable_shards}
+            == {s.data.shape for s in table.addressable_shards}
+            == {(table.shape[0] // 8, 16)}), name
+  counts = [x for x in jax.tree.leaves(state['opt_state']) if x.ndim == 0]
+  assert counts and all(c.sharding.spec == P() for c in counts)
+
+
+@pytest.mark.parametrize('lazy, saved_on, restored_on', [
+    (False, 8, 4), (True, 8, 4), (True, 4, 8)])
+def test_checkpoint_restores_on_another_device_count(tiny_config, lazy, saved_on, restored_on):
+  """Every leaf comes back equal to the saved one: tables and their moments with this
+  run's zero padding rows, laid out over this run's devices."""
+  tiny_config = _lazy(tiny_config) if lazy else tiny_config
+  config, columns, trainer = setup(tiny_config, mesh_shape=(saved_on, 1))
   state, _ = train(trainer, columns, 2)
-  saved = jax.device_get(state['params'])
+  saved = jax.device_get(state)
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, 2)
   ckpt.save(2, state)
   ckpt.wait()
-  four = trainer_lib.Trainer(validate(_with(tiny_config, mesh_shape=(4, 1))),
-                           input_pipeline.batch(columns, np.arange(2)))
-  restored = checkpoint_lib.restore(checkpoint_lib.Checkpointer(config.model_dir, 2), four)
+  other = trainer_lib.Trainer(validate(_with(tiny_config, mesh_shape=(restored_on, 1))),
+                              input_pipeline.batch(columns, np.arange(2)))
+  restored = checkpoint_lib.restore(checkpoint_lib.Checkpointer(config.model_dir, 2), other)
   assert int(restored['step']) == 2
-  for name, table in restored['params']['embedding'].items():
-    rows = four.vocab_rows[name]
-    assert table.shape[0] == -(-rows // 4) * 4 and len(table.sharding.device_set) == 4
-    assert {s.data.shape[0] for s in table.addressable_shards} == {table.shape[0] // 4}
-    np.testing.assert_array_equal(np.asarray(table)[:rows], saved['embedding'][name][:rows])
-    assert not np.asarray(table)[rows:].any()
-  state, metrics = train(four, columns, 1, restored)
+  want = dict(jax.tree_util.tree_leaves_with_path(saved))
+  resized = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(restored):
+    name, got, have = jax.tree_util.keystr(path), np.asarray(leaf), want[path]
+    rows = other.vocab_rows.get(getattr(path[-1], 'key', None))
+    if got.ndim == 2 and rows and got.shape[1] == 16:  # a table or a moment of one
+      assert got.shape[0] == -(-rows // restored_on) * restored_on, name
+      assert len(leaf.sharding.device_set) == restored_on, name
+      assert {s.data.shape[0] for s in leaf.addressable_shards} == {got.shape[0] // restored_on}
+      np.testing.assert_array_equal(got[:rows], have[:rows], err_msg=name)
+      assert not got[rows:].any(), f'{name}: padding rows are zero'
+      resized += got.shape != have.shape
+    else:
+      np.testing.assert_array_equal(got, have, err_msg=name)
+  assert resized >= 3, 'pid (10 rows) and its mu, nu are padded differently on 4 and 8'
+  state, metrics = train(other, columns, 1, restored)
   assert int(state['step']) == 3 and np.isfinite(metrics['total_loss'])
 
 

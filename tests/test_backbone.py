@@ -174,7 +174,7 @@ def test_senet_matches_reference(g, r, skip, ln):
   fields = [jnp.asarray(rng.normal(size=(5, d)), jnp.float32) for d in (4, 8, 12)]
   layer = SENet(reduction_ratio=r, num_squeeze_group=g, use_skip_connection=skip,
                 use_output_layer_norm=ln)
-  variables = layer.init(jax.random.PRNGKey(0), fields)
+  variables = nn.meta.unbox(layer.init(jax.random.PRNGKey(0), fields))
   params = jax.tree.map(lambda v: v + 0.1, variables['params'])  # non-trivial LN scale/bias
   got = layer.apply({'params': params}, fields)
   want = senet_reference(fields, jax.tree.map(np.asarray, params), g, r, skip, ln)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -198,7 +199,7 @@ def test_deprecated_experts_of_different_shapes(tmp_path):
   model = build_model(c)
   assert model.num_expert == 3 and model.experts[2][1].hidden_units == (32, 12, 8)
   features = {'user': np.array([1, 2]), 'item': np.array([3, 4])}
-  variables = model.init(jax.random.PRNGKey(0), features)
+  variables = nn.meta.unbox(model.init(jax.random.PRNGKey(0), features))
   experts = variables['params']['experts']
   assert experts['e3']['dnn_2']['kernel'].shape == (12, 8)
   assert 'bn_0' not in experts['e1'] and 'bn_0' in experts['e2']

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import mmoe
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import complete, schema, validate
 from mmoe_jax.builder import build_model
 from mmoe_jax.training import losses
@@ -50,7 +51,9 @@ def test_total_loss_with_regularization_matches_hand_formula():
   labels = {'clk': jnp.array(np.arange(16) % 2, jnp.float32), 'buy': jnp.zeros(16)}
   logits, aux = model.apply(variables, features)
   towers = config.model_config.mmoe.task_towers
-  total, terms = losses.total_loss(logits, aux, params, labels, towers, 1e-3, 5e-2)
+  axes = sharding_lib.declared_axes(model.init({'params': jax.random.PRNGKey(0)}, features))
+  total, terms = losses.total_loss(logits, aux, params, axes['params'], labels, towers, 1e-3,
+                                   5e-2)
 
   kernels = [params['expert_dnn'][f'dnn_{i}']['kernel'] for i in range(2)]
   for t in ('ctr', 'cvr'):

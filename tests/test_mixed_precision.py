@@ -24,7 +24,7 @@ def test_bf16_computes_in_bf16_and_keeps_fp32_state(tiny_config):
   example = input_pipeline.batch(columns, jax.numpy.arange(8))
   trainer = trainer_lib.Trainer(config, example)
   state = trainer.init_state()
-  compute = precision.compute_params(state['params'], trainer.dtype)
+  compute = precision.compute_params(state['params'], trainer.param_axes, trainer.dtype)
   assert compute['expert_dnn']['dnn_0']['kernel'].dtype == jnp.bfloat16
   assert compute['embedding']['user_id'].dtype == jnp.float32  # tables: only lookups are cast
   embedded = Embedding(trainer.model.features, trainer.dtype).apply(

@@ -1,5 +1,6 @@
 """The built-in MMoE: structure, invariants and equality with a loop-over-experts reference."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,7 +39,8 @@ def tiny_model():
 
 
 def init(model, features, seed=0):
-  return model.init({'params': jax.random.PRNGKey(seed)}, features)
+  """model.init's variables as plain arrays (unboxed from their declared axes)."""
+  return nn.meta.unbox(model.init({'params': jax.random.PRNGKey(seed)}, features))
 
 
 def test_param_tree_uses_config_names_and_stacks_experts(tiny_model):
@@ -99,7 +101,7 @@ def test_embedding_missing_ids_tags_and_shared_tables():
   emb = Embedding(specs)
   inputs = dict(a=jnp.array([1, -1]), b=jnp.array([1, 2]), t=jnp.array([[0, 2, -1], [-1, -1, -1]]),
                 s=jnp.array([[0, 2, -1], [3, -1, -1]]), v=jnp.array([0.5, 2.0]))
-  variables = emb.init(jax.random.PRNGKey(0), inputs)
+  variables = init(emb, inputs)
   assert set(variables['params']) == {'shared', 't'}  # one table for a and b
   table, tags = variables['params']['shared'], variables['params']['t']
   a, b, t, s, v = emb.apply(variables, inputs)

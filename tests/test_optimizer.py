@@ -169,7 +169,7 @@ def test_every_optimizer_has_a_builder():
 @pytest.mark.parametrize('name', ['ftrl_optimizer', 'rms_prop_optimizer', 'adamw_optimizer'])
 def test_traced_base_rate_per_replica(name):
   """Optimizer.apply with a vmapped base rate (a sweep's replicas) equals each rate alone."""
-  opt = optimizer_lib.Optimizer(train_config(name), ())
+  opt = optimizer_lib.Optimizer(train_config(name), (), param_axes={})  # no tables
   params, grads = problem()
   params = jax.tree.map(jnp.float32, params)
 

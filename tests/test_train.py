@@ -160,8 +160,8 @@ def test_gradient_norm_is_logged_and_lazy_adam_gives_dense_adams(tiny_config):
   def loss(params):
     (logits, aux) = trainer.model.apply({'params': params}, batch['features'], train=True,
                                         rngs={'dropout': jax.random.PRNGKey(0)})
-    return losses.total_loss(logits, aux, params, batch['labels'], trainer.towers,
-                             trainer.l2_regularization,
+    return losses.total_loss(logits, aux, params, trainer.param_axes, batch['labels'],
+                             trainer.towers, trainer.l2_regularization,
                              config.model_config.embedding_regularization)[0]
 
   grads = jax.grad(loss)(state['params'])

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mmoe_jax.models.embedding import Embedding, FeatureSpec, embedding_l2
-from mmoe_jax.models.layers import Dnn, DnnSpec, batch_norm
+from mmoe_jax.models.layers import Dnn, DnnSpec, batch_norm, layer_norm
 from mmoe_jax.models.mmoe import TowerSpec, tower_logits
 
 # TF's layer_norm (tf.contrib.layers.layer_norm), which EasyRec's input layer calls.
@@ -56,10 +56,10 @@ class InputLayer(nn.Module):
     flat = jnp.concatenate(features, axis=-1) if wants_2d else None
     if self.do_layer_norm:
       if wants_list:
-        listed = [nn.LayerNorm(epsilon=INPUT_LAYER_NORM_EPSILON, name=f'ln_{i}')(f)
+        listed = [layer_norm(INPUT_LAYER_NORM_EPSILON, f'ln_{i}')(f)
                   for i, f in enumerate(listed)]
       if wants_2d:
-        flat = nn.LayerNorm(epsilon=INPUT_LAYER_NORM_EPSILON, name='ln')(flat)
+        flat = layer_norm(INPUT_LAYER_NORM_EPSILON, 'ln')(flat)
     if self.dropout_rate > 0:  # independent masks for the two outputs, as EasyRec
       dropout = nn.Dropout(self.dropout_rate, deterministic=not train)
       listed = [dropout(f) for f in listed] if wants_list else listed

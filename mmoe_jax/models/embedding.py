@@ -6,6 +6,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmoe_jax.models.layers import TABLE, declared
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
@@ -26,7 +28,7 @@ class FeatureSpec:
 class Embedding(nn.Module):
   """Looks up the features of one group; returns a list of [B, D_f] outputs, in order.
 
-  Tables are params `<embedding_name>` of shape [V, D], initialized as TF feature
+  Tables are params `<embedding_name>` of shape [V, D] (axes TABLE), initialized as TF feature
   columns do (truncated normal, stddev 1/sqrt(D)). A missing id (-1) gives a zero
   vector; a tag feature combines its ids with `sum` or `mean`. A table with
   padded_rows is [V + padded_rows, D]: its first V rows are initialized exactly as the
@@ -52,8 +54,8 @@ class Embedding(nn.Module):
         outputs.append(x.astype(self.dtype).reshape(x.shape[0], -1))
         continue
       if spec.embedding_name not in tables:
-        init = _padded(nn.initializers.truncated_normal(stddev=spec.embedding_dim ** -0.5),
-                       spec.padded_rows)
+        init = declared(_padded(nn.initializers.truncated_normal(
+            stddev=spec.embedding_dim ** -0.5), spec.padded_rows), TABLE)
         tables[spec.embedding_name] = self.param(
             spec.embedding_name, init, (spec.vocab_size, spec.embedding_dim))
       table = tables[spec.embedding_name]

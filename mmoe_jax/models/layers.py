@@ -28,6 +28,33 @@ def kernel_init(name, stacked=False):
 # TF's tf.layers.dense default, which EasyRec's DNN, gates and output layers use.
 KERNEL_INIT = kernel_init('glorot_uniform')
 
+# Every parameter (and batch statistic) declares its logical axes where it is created, as
+# Flax partitioning metadata (model.init returns them boxed). config.sharding maps each
+# name to mesh axes, and training reads a parameter's role from them (mmoe_jax/sharding.py):
+# a table's first axis is 'vocab', a dense kernel ends in ('embed', 'mlp') (inputs,
+# outputs), the parameters of stacked experts lead with 'expert'.
+TABLE = ('vocab', 'embed')
+KERNEL = ('embed', 'mlp')
+UNITS = ('mlp',)  # one value per unit: biases, batch and layer norm
+EXPERT = 'expert'
+
+
+def declared(init, axes):
+  """`init`, whose value declares the logical `axes` (one name per dimension)."""
+  return nn.with_logical_partitioning(init, axes)
+
+
+def dense(features, name, kernel_init=KERNEL_INIT, use_bias=True):
+  """nn.Dense with declared axes: kernel KERNEL, bias UNITS."""
+  return nn.Dense(features, use_bias=use_bias, kernel_init=declared(kernel_init, KERNEL),
+                  bias_init=declared(nn.initializers.zeros, UNITS), name=name)
+
+
+def layer_norm(epsilon, name):
+  """nn.LayerNorm with declared axes: scale and bias UNITS."""
+  return nn.LayerNorm(epsilon=epsilon, scale_init=declared(nn.initializers.ones, UNITS),
+                      bias_init=declared(nn.initializers.zeros, UNITS), name=name)
+
 
 @dataclasses.dataclass(frozen=True)
 class DnnSpec:
@@ -49,10 +76,27 @@ class DnnSpec:
   use_bn_after_activation: bool = False
 
 
-def batch_norm(x, train, axis=-1, name=None):
-  """BatchNorm with TF's tf.layers.batch_normalization defaults: momentum 0.99, epsilon 1e-3."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, axis=axis,
-                      name=name)(x)
+class BatchNorm(nn.BatchNorm):
+  """nn.BatchNorm whose statistics declare `axes`, as its parameters do (Flax's own
+  statistics declare none): they are laid out like the units they normalize."""
+  axes: tuple[str, ...] = UNITS
+
+  def variable(self, col, name, init_fn=None, *init_args, **kwargs):
+    if col == 'batch_stats':
+      init_fn = declared(init_fn, self.axes)
+    return super().variable(col, name, init_fn, *init_args, **kwargs)
+
+
+def batch_norm(x, train, stacked=False, name=None):
+  """BatchNorm with TF's tf.layers.batch_normalization defaults: momentum 0.99, epsilon 1e-3.
+
+  Statistics per unit of the last axis; `stacked`: per expert and unit of [B, E, H].
+  """
+  axes = (EXPERT,) + UNITS if stacked else UNITS
+  return BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
+                   axis=(-2, -1) if stacked else -1, axes=axes,
+                   scale_init=declared(nn.initializers.ones, axes),
+                   bias_init=declared(nn.initializers.zeros, axes), name=name)(x)
 
 
 class StackedDense(nn.Module):
@@ -70,12 +114,14 @@ class StackedDense(nn.Module):
   @nn.compact
   def __call__(self, x):
     in_dim = x.shape[-1]
-    kernel = self.param('kernel', kernel_init(self.initializer, stacked=True),
+    kernel = self.param('kernel', declared(kernel_init(self.initializer, stacked=True),
+                                           (EXPERT,) + KERNEL),
                         (self.num_expert, in_dim, self.features))
     spec = 'bd,edh->beh' if x.ndim == 2 else 'bed,edh->beh'
     y = jnp.einsum(spec, x, kernel)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.num_expert, self.features))
+      y = y + self.param('bias', declared(nn.initializers.zeros, (EXPERT,) + UNITS),
+                         (self.num_expert, self.features))
     return y
 
 
@@ -93,8 +139,7 @@ class Dnn(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     s = self.spec
-    # Feature axes of BatchNorm: statistics are per unit, and per expert when stacked.
-    bn_axes = (-2, -1) if self.num_expert else -1
+    stacked = bool(self.num_expert)  # batch statistics per expert too
     n = len(s.hidden_units)
     dropout = s.dropout_ratio * n if len(s.dropout_ratio) == 1 else s.dropout_ratio
     for i, units in enumerate(s.hidden_units):
@@ -105,13 +150,12 @@ class Dnn(nn.Module):
       if self.num_expert:
         x = StackedDense(units, self.num_expert, use_bias, s.initializer, name=f'dnn_{i}')(x)
       else:
-        x = nn.Dense(units, use_bias=use_bias, kernel_init=kernel_init(s.initializer),
-                     name=f'dnn_{i}')(x)
+        x = dense(units, f'dnn_{i}', kernel_init(s.initializer), use_bias)(x)
       if use_bn and not s.use_bn_after_activation:
-        x = batch_norm(x, train, axis=bn_axes, name=f'bn_{i}')
+        x = batch_norm(x, train, stacked, name=f'bn_{i}')
       x = ACTIVATIONS[activation](x)
       if use_bn and s.use_bn_after_activation:
-        x = batch_norm(x, train, axis=bn_axes, name=f'bn_{i}')
+        x = batch_norm(x, train, stacked, name=f'bn_{i}')
       if i < len(dropout) and dropout[i] > 0:
         x = nn.Dropout(dropout[i], deterministic=not train)(x)
     return x
@@ -122,7 +166,7 @@ def gate(x, num_expert, name):
 
   Call it inside a compact module: its Dense becomes that module's submodule `name`.
   """
-  return nn.softmax(nn.Dense(num_expert, kernel_init=KERNEL_INIT, name=name)(x), axis=-1)
+  return nn.softmax(dense(num_expert, name)(x), axis=-1)
 
 
 def mix(gate_weights, experts):
@@ -185,14 +229,14 @@ class SENet(nn.Module):
       squeezed += [groups.max(axis=-1), groups.mean(axis=-1)]  # [B, g] each
     z = jnp.concatenate(squeezed, axis=-1)
     x = jnp.concatenate(inputs, axis=-1)
-    a = nn.relu(nn.Dense(max(1, z.shape[-1] // self.reduction_ratio),
-                         kernel_init=nn.initializers.he_normal(), name='W1')(z))
-    weights = nn.Dense(x.shape[-1], kernel_init=nn.initializers.glorot_normal(), name='W2')(a)
+    a = nn.relu(dense(max(1, z.shape[-1] // self.reduction_ratio), 'W1',
+                      nn.initializers.he_normal())(z))
+    weights = dense(x.shape[-1], 'W2', nn.initializers.glorot_normal())(a)
     out = x * weights
     if self.use_skip_connection:
       out = out + x
     if self.use_output_layer_norm:
-      out = nn.LayerNorm(epsilon=1e-3, name='output_ln')(out)  # Keras LayerNormalization's
+      out = layer_norm(1e-3, 'output_ln')(out)  # Keras LayerNormalization's
     return out
 
 

@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mmoe_jax.models.embedding import Embedding, FeatureSpec, embedding_l2
-from mmoe_jax.models.layers import KERNEL_INIT, Dnn, DnnSpec, gate, mix
+from mmoe_jax.models.layers import Dnn, DnnSpec, dense, gate, mix
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,5 +100,5 @@ def tower_logits(x, tower, train):
   `output_<name>` to num_class logits ([B] for num_class 1, else [B, C])."""
   name = tower.tower_name
   hidden = Dnn(tower.dnn, name=f'tower_{name}')(x, train=train)
-  out = nn.Dense(tower.num_class, kernel_init=KERNEL_INIT, name=f'output_{name}')(hidden)
+  out = dense(tower.num_class, f'output_{name}')(hidden)
   return out[:, 0] if tower.num_class == 1 else out

@@ -10,7 +10,7 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from mmoe_jax.sharding import table_name
+from mmoe_jax.sharding import is_table
 
 log = logging.getLogger('mmoe_jax')
 
@@ -34,12 +34,13 @@ class Checkpointer:
   def save(self, step, state):
     self._manager.save(step, args=ocp.args.StandardSave(state))
 
-  def restore_latest(self, abstract_state, vocab_rows=None):
+  def restore_latest(self, abstract_state, axes=None, vocab_rows=None):
     """The newest saved state shaped and sharded like `abstract_state`, or None.
 
-    vocab_rows: {table name: vocabulary rows}. A table (and its optimizer state) saved
-    with other zero padding rows, for another device count, is restored with this run's
-    padding; any other difference in shape is an error.
+    axes: the state's logical axes (a tree like it); vocab_rows: {table name: vocabulary
+    rows}. A leaf whose axes make it a table (a table or its optimizer state, named by the
+    table) saved with other zero padding rows, for another device count, is restored with
+    this run's padding; any other difference in shape is an error.
     """
     step = self._manager.latest_step()
     if step is None:
@@ -49,11 +50,13 @@ class Checkpointer:
     saved = {_dotted(path): leaf.shape for path, leaf in
              jax.tree_util.tree_leaves_with_path(self._manager.item_metadata(step))}
     resized = []
-    for path, want in jax.tree_util.tree_leaves_with_path(abstract_state):
+    leaves = jax.tree_util.tree_leaves_with_path(abstract_state)
+    logical = jax.tree.leaves(axes) if axes is not None else [()] * len(leaves)
+    for (path, want), leaf_axes in zip(leaves, logical):
       have = saved.get(_dotted(path))
       if have is None or tuple(have) == tuple(want.shape):
         continue  # a missing leaf: orbax's own error names it
-      rows = (vocab_rows or {}).get(table_name(path))
+      rows = (vocab_rows or {}).get(path[-1].key) if is_table(leaf_axes) else None
       if (rows is None or tuple(want.shape[1:]) != tuple(have[1:])
           or min(want.shape[0], have[0]) < rows):
         raise ValueError(f'checkpoint {self.directory}/{step}: {_dotted(path)} has shape '
@@ -81,7 +84,7 @@ def restore_or_fail(config, trainer):
 
 def restore(ckpt, trainer):
   """The latest checkpoint laid out on this run's mesh (any device count), or None."""
-  return ckpt.restore_latest(trainer.abstract_state(), vocab_rows=trainer.vocab_rows)
+  return ckpt.restore_latest(trainer.abstract_state(), trainer.state_axes, trainer.vocab_rows)
 
 
 def _dotted(path):

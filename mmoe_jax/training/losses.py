@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from mmoe_jax.models.layers import l2_loss
+from mmoe_jax.sharding import is_kernel
 
 
 def task_loss(logits, label, tower):
@@ -28,16 +29,16 @@ def task_loss(logits, label, tower):
   return f'cross_entropy_loss_{t}', tower.weight * jnp.mean(loss)
 
 
-def kernel_l2(params):
-  """l2_loss (sum(W^2)/2) over the dense kernels: experts, gates, towers, outputs.
+def kernel_l2(params, axes):
+  """l2_loss (sum(W^2)/2) over the dense kernels, as their declared `axes` (a tree like
+  `params`) say: experts, gates, towers, outputs.
 
   Biases, batch-norm scales and embedding tables are excluded, as in EasyRec, whose
   l2_regularization is a kernel_regularizer on its dense layers. In a backbone every
   block's kernels count, SENet's too (EasyRec gives SENet no regularizer).
   """
-  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-             if path[-1].key == 'kernel' and path[0].key != 'embedding']
-  return l2_loss(kernels)
+  return l2_loss([leaf for leaf, logical in zip(jax.tree.leaves(params), jax.tree.leaves(axes))
+                  if is_kernel(logical)])
 
 
 # The clip of Keras' binary_crossentropy on probabilities (its backend epsilon).
@@ -69,14 +70,15 @@ def esmm_task_losses(logits, labels, cvr, ctr):
           f'weighted_cross_entropy_loss_{ctr.tower_name}': ctr.weight * ctr_loss}
 
 
-def total_loss(logits, aux, params, labels, towers, l2_regularization,
+def total_loss(logits, aux, params, axes, labels, towers, l2_regularization,
                embedding_regularization, model_class='MMoE'):
-  """Returns (total_loss, dict of every named loss term). towers: ESMM's are (cvr, ctr)."""
+  """Returns (total_loss, dict of every named loss term); `axes`: the params' declared axes;
+  towers: ESMM's are (cvr, ctr)."""
   if model_class == 'ESMM':
     terms = esmm_task_losses(logits, labels, *towers)
   else:
     terms = dict(task_loss(logits[t.tower_name], labels[t.label_name], t) for t in towers)
-  terms['regularization_loss'] = (l2_regularization * kernel_l2(params)
+  terms['regularization_loss'] = (l2_regularization * kernel_l2(params, axes)
                                   + embedding_regularization * aux['embedding_l2'])
   terms['total_loss'] = sum(terms.values())
   return terms['total_loss'], terms

@@ -14,8 +14,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from flax import traverse_util
+from jax.sharding import PartitionSpec as P
 
 from mmoe_jax.config import optimizer_name
+from mmoe_jax.sharding import is_table
 from mmoe_jax.training.schedules import learning_rate_schedule
 
 # TF1's AdamOptimizer epsilon is 1e-8, as optax's default. (TF1 adds it to sqrt(v) before
@@ -155,12 +158,23 @@ class Optimizer:
   the state is optax Adam's. With lazy_adam_optimizer the step differentiates the
   dense parameters and the embeddings' `perturbations` (one per looked-up feature,
   models/embedding.py), never a whole table; `apply` sums those into one gradient per
-  distinct id (a sort, static shapes) and updates just those rows.
+  distinct id (a sort, static shapes) and updates just those rows. Its state is
+  {dense: optax Adam's over the dense params, count, mu, nu}, mu and nu trees like the
+  lazy tables.
+
+  Which leaves are tables comes from the params' declared axes (`param_axes`, a tree like
+  the params, sharding.declared_axes), and so does the layout of the state (`state_axes`).
   """
 
-  def __init__(self, train_config, features):
+  def __init__(self, train_config, features, param_axes):
     self.lazy = optimizer_name(train_config.optimizer_config) == 'lazy_adam_optimizer'
-    self.tables = lazy_tables(features) if self.lazy else {}
+    self.param_axes = param_axes
+    # {path of a lazy table in the params: the features that look it up}; a table is a
+    # leaf whose axes say so, named by its embedding_name.
+    lookups = lazy_tables(features) if self.lazy else {}
+    self.tables = {path: lookups[path[-1]]
+                   for path, axes in traverse_util.flatten_dict(param_axes).items()
+                   if is_table(axes) and path[-1] in lookups}
     self.train_config = train_config
     # For init (Adam's state does not depend on the rate) and the configured schedule.
     self.tx, self.schedule = make_optimizer(train_config, clip=not self.lazy)
@@ -174,37 +188,56 @@ class Optimizer:
     return make_optimizer(self.train_config, learning_rate=learning_rate)[1](step)
 
   def split(self, params):
-    """(dense params, lazy tables): differentiate the first, read the second."""
+    """(dense params, lazy tables) of `params` (or of any tree like them, e.g. their
+    axes): differentiate the first, read the second. Both keep the params' nesting."""
     if not self.tables:
       return params, {}
-    embedding = dict(params['embedding'])
-    tables = {name: embedding.pop(name) for name in self.tables}
-    return {**params, 'embedding': embedding}, tables
+    flat = traverse_util.flatten_dict(params)
+    tables = {path: flat.pop(path) for path in self.tables}
+    return traverse_util.unflatten_dict(flat), traverse_util.unflatten_dict(tables)
 
   @staticmethod
   def merge(dense, tables):
     if not tables:
       return dense
-    return {**dense, 'embedding': {**dense['embedding'], **tables}}
+    return traverse_util.unflatten_dict({**traverse_util.flatten_dict(dense),
+                                         **traverse_util.flatten_dict(tables)})
 
   def perturbations(self, features):
-    """Zeros shaped as the lazy tables' looked-up vectors, in the Embedding module's scope
-    by feature name ({} if dense)."""
-    if not self.tables:
-      return {}
-    return {'embedding': {
-        name: jnp.zeros(features[name].shape + (self.embedding_dims[name],), jnp.float32)
-        for names in self.tables.values() for name in names}}
+    """Zeros shaped as the lazy tables' looked-up vectors, by feature name in the scope of
+    the Embedding module that holds the table ({} if dense)."""
+    return traverse_util.unflatten_dict({
+        path[:-1] + (name,): jnp.zeros(features[name].shape + (self.embedding_dims[name],),
+                                       jnp.float32)
+        for path, names in self.tables.items() for name in names})
 
   def init(self, params):
-    dense, tables = self.split(params)
     if not self.tables:
       return self.tx.init(params)
+    dense, tables = self.split(params)
     def zeros():  # distinct buffers: the train step donates the state
-      return {name: jnp.zeros_like(t) for name, t in tables.items()}
+      return jax.tree.map(jnp.zeros_like, tables)
 
     return dict(dense=self.tx.init(dense), count=jnp.zeros((), jnp.int32), mu=zeros(),
                 nu=zeros())
+
+  def state_axes(self, state):
+    """The logical axes of `state` (this optimizer's, e.g. abstract): every moment those of
+    its parameter, counts replicated.
+
+    An optax state holds a tree like the params per moment (mu, nu, ...): each subtree of
+    the params' structure takes their axes. (optax.tree_utils.tree_map_params finds the
+    same subtrees, but by running init eagerly, which creates arrays on the device.)
+    """
+    def like(tx_state, axes):
+      params = jax.tree.structure(axes)
+      moment = lambda x: jax.tree.structure(x) == params
+      return jax.tree.map(lambda x: axes if moment(x) else P(), tx_state, is_leaf=moment)
+
+    if not self.tables:
+      return like(state, self.param_axes)
+    dense, tables = self.split(self.param_axes)
+    return dict(dense=like(state['dense'], dense), count=P(), mu=tables, nu=tables)
 
   def apply(self, grads, lookup_grads, opt_state, params, features, learning_rate=None):
     """Returns (params, opt_state) after one step.
@@ -220,9 +253,11 @@ class Optimizer:
       updates, opt_state = tx.update(grads, opt_state, params)
       return jax.tree.map(jnp.add, params, updates), opt_state
     dense, tables = self.split(params)
-    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads['embedding'],
-                                  features)
-            for name in self.tables}
+    tables, mu, nu = (traverse_util.flatten_dict(t)
+                      for t in (tables, opt_state['mu'], opt_state['nu']))
+    lookup_grads = traverse_util.flatten_dict(lookup_grads)
+    rows = {path: self._row_grads(path, tables[path].shape[0], lookup_grads, features)
+            for path in self.tables}
     if self.clip_norm > 0:  # one global norm over dense and row gradients, as dense Adam
       grads, rows = self._clip(grads, rows)
     updates, dense_state = tx.update(grads, opt_state['dense'], dense)
@@ -230,10 +265,10 @@ class Optimizer:
     count = opt_state['count'] + 1
     # As optax.adam, so a row every step touches follows dense Adam exactly.
     lr = schedule(opt_state['count'])
-    mu, nu = dict(opt_state['mu']), dict(opt_state['nu'])
-    for name, (ids, g) in rows.items():
-      tables[name], mu[name], nu[name] = self._update_rows(
-          tables[name], mu[name], nu[name], ids, g, count, lr)
+    for path, (ids, g) in rows.items():
+      tables[path], mu[path], nu[path] = self._update_rows(
+          tables[path], mu[path], nu[path], ids, g, count, lr)
+    tables, mu, nu = (traverse_util.unflatten_dict(t) for t in (tables, mu, nu))
     return self.merge(dense, tables), dict(dense=dense_state, count=count, mu=mu, nu=nu)
 
   def global_norm(self, grads, lookup_grads, params, features):
@@ -242,21 +277,23 @@ class Optimizer:
     global_norm/gradient_norm). XLA computes the row sums once for this and `apply`."""
     if not self.tables:
       return optax.tree.norm(grads)
-    _, tables = self.split(params)
-    rows = {name: self._row_grads(name, tables[name].shape[0], lookup_grads['embedding'],
-                                  features)[1]
-            for name in self.tables}
+    tables = traverse_util.flatten_dict(self.split(params)[1])
+    lookup_grads = traverse_util.flatten_dict(lookup_grads)
+    rows = {path: self._row_grads(path, tables[path].shape[0], lookup_grads, features)[1]
+            for path in self.tables}
     return optax.tree.norm((grads, rows))
 
-  def _row_grads(self, name, vocab_size, lookup_grads, features):
-    """(distinct ids [n], summed gradients [n, D]) of one table over its features.
+  def _row_grads(self, path, vocab_size, lookup_grads, features):
+    """(distinct ids [n], summed gradients [n, D]) of the table at `path` over its features
+    (lookup_grads: flat, by the perturbations' paths).
 
     n is the number of lookups, a static size; unused slots hold the id vocab_size,
     which gathers as zeros and scatters nowhere. Missing ids (-1) go there too.
     """
-    ids = jnp.concatenate([features[f].reshape(-1) for f in self.tables[name]])
-    grads = jnp.concatenate([lookup_grads[f].reshape(-1, lookup_grads[f].shape[-1])
-                             for f in self.tables[name]])
+    names = self.tables[path]
+    ids = jnp.concatenate([features[f].reshape(-1) for f in names])
+    grads = [lookup_grads[path[:-1] + (f,)] for f in names]
+    grads = jnp.concatenate([g.reshape(-1, g.shape[-1]) for g in grads])
     ids = jnp.where(ids >= 0, ids, vocab_size)
     unique, slot = jnp.unique(ids, size=ids.shape[0], fill_value=vocab_size,
                               return_inverse=True)

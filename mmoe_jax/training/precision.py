@@ -10,15 +10,18 @@ Losses cast logits to fp32 (losses.task_loss).
 import jax
 import jax.numpy as jnp
 
+from mmoe_jax.sharding import is_table
 
-def compute_params(params, dtype):
-  """`params` with every floating leaf outside the embedding tables cast to `dtype`."""
+
+def compute_params(params, axes, dtype):
+  """`params` with every floating leaf but the embedding tables cast to `dtype`; `axes`:
+  the params' declared axes (a tree like them), which say which leaves are tables."""
   if dtype == jnp.float32:
     return params
 
-  def cast(path, leaf):
-    if path[0].key == 'embedding' or not jnp.issubdtype(leaf.dtype, jnp.floating):
+  def cast(leaf, logical):
+    if is_table(logical) or not jnp.issubdtype(leaf.dtype, jnp.floating):
       return leaf
     return leaf.astype(dtype)
 
-  return jax.tree_util.tree_map_with_path(cast, params)
+  return jax.tree.map(cast, params, axes)

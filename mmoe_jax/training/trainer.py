@@ -10,6 +10,7 @@ norm was not finite (-1: none), nonfinite says which (bits of cadence.NONFINITE)
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding
@@ -39,20 +40,50 @@ class Trainer:
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.tower_specs = builder.tower_specs(config)
     self.predictions = builder.predictions_fn(config)  # logits -> EasyRec's outputs
-    self.optimizer = Optimizer(config.train_config, self.model.features)
-    self.tx, self.schedule = self.optimizer.tx, self.optimizer.schedule
     self.dtype = builder.compute_dtype(config)
     self.example = example
     self.batch_sharding = sharding_lib.batch_sharding(self.mesh, config.sharding)
     self.predict_batch = jax.jit(self.predict_fn, out_shardings=NamedSharding(self.mesh, P()))
 
   # The state lives sharded as config.sharding says: created in place (no table is ever
-  # whole on one device), and the step takes and returns it in that layout. (Built on
-  # first use: they need the example batch.)
+  # whole on one device), and the step takes and returns it in that layout. (These are
+  # built on first use: they need the example batch.)
+  @functools.cached_property
+  def axes(self):
+    """The logical axes every parameter and batch statistic declares, read once from an
+    abstract init ({params, batch_stats}, trees of PartitionSpecs): the only source of a
+    leaf's role (table, dense kernel, ...) and layout."""
+    return sharding_lib.declared_axes(jax.eval_shape(self._variables, jax.random.PRNGKey(0)))
+
+  @property
+  def param_axes(self):
+    return self.axes['params']
+
+  @functools.cached_property
+  def optimizer(self):
+    return Optimizer(self.config.train_config, self.model.features, self.param_axes)
+
+  @property
+  def tx(self):
+    return self.optimizer.tx
+
+  @property
+  def schedule(self):
+    return self.optimizer.schedule
+
+  @functools.cached_property
+  def state_axes(self):
+    """The logical axes of every state leaf (a tree like the state, PartitionSpecs): params
+    and batch statistics as declared, optimizer state like its params, the rest replicated."""
+    abstract = jax.eval_shape(self.init_state)
+    return dict(jax.tree.map(lambda _: P(), abstract), params=self.param_axes,
+                batch_stats=self.axes.get('batch_stats', {}),
+                opt_state=self.optimizer.state_axes(abstract['opt_state']))
+
   @functools.cached_property
   def _state_layout(self):
     return sharding_lib.state_sharding(self.mesh, self.config.sharding,
-                                       jax.eval_shape(self.init_state))
+                                       jax.eval_shape(self.init_state), self.state_axes)
 
   @property
   def state_sharding(self):
@@ -77,12 +108,16 @@ class Trainer:
     if learning_rate is None:
       learning_rate = base_learning_rate(self.config.train_config)
     init_key, dropout_key = jax.random.split(jax.random.PRNGKey(seed))
-    variables = self.model.init({'params': init_key}, self.example['features'], train=False)
+    variables = nn.meta.unbox(self._variables(init_key))  # the state holds plain arrays
     params = variables['params']
     return dict(step=jnp.zeros((), jnp.int32), params=params,
                 batch_stats=variables.get('batch_stats', {}), opt_state=self.optimizer.init(params),
                 rng=dropout_key, hparams=dict(learning_rate=jnp.asarray(learning_rate, jnp.float32)),
                 nonfinite_step=jnp.full((), -1, jnp.int32), nonfinite=jnp.zeros((), jnp.int32))
+
+  def _variables(self, key):
+    """model.init's variables, each boxed with its declared logical axes."""
+    return self.model.init({'params': key}, self.example['features'], train=False)
 
   def abstract_state(self):
     """Shapes, dtypes and shardings of the state: the target of a restore."""
@@ -92,7 +127,7 @@ class Trainer:
   def layout(self):
     """Log lines: the mesh, each table's layout, dimensions kept whole."""
     return sharding_lib.describe(self.mesh, self.state_sharding, jax.eval_shape(self.init_state),
-                                 self.vocab_rows) + self._state_layout[1]
+                                 self.state_axes, self.vocab_rows) + self._state_layout[1]
 
   def step(self, state, batch):
     """The pure train step: (state, batch) -> (state, metrics). Jitted as train_step;
@@ -103,7 +138,7 @@ class Trainer:
 
     def loss_fn(dense, perturbations):
       params = self.optimizer.merge(dense, tables)
-      variables = {'params': precision.compute_params(params, self.dtype),
+      variables = {'params': precision.compute_params(params, self.param_axes, self.dtype),
                    'batch_stats': state['batch_stats']}
       if perturbations:
         variables['perturbations'] = perturbations
@@ -111,8 +146,8 @@ class Trainer:
           variables, batch['features'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
       loss, terms = losses.total_loss(
-          logits, aux, params, batch['labels'], self.towers, self.l2_regularization,
-          self.config.model_config.embedding_regularization,
+          logits, aux, params, self.param_axes, batch['labels'], self.towers,
+          self.l2_regularization, self.config.model_config.embedding_regularization,
           self.config.model_config.model_class)
       return loss, (terms, updated.get('batch_stats', {}))
 
