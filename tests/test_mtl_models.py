@@ -9,6 +9,7 @@ import json
 import os
 import types
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -57,7 +58,8 @@ def tower(x, params, spec):
 def run(model, batch=16, seed=0):
   """(model, variables, features, logits, aux) of a freshly initialized model, eval mode."""
   features = random_features(model, batch, seed)
-  variables = model.init({'params': jax.random.PRNGKey(seed)}, features)
+  # Unboxed from the declared axes, as the trainer holds them.
+  variables = nn.meta.unbox(model.init({'params': jax.random.PRNGKey(seed)}, features))
   logits, aux = model.apply(variables, features)
   return variables, features, logits, aux
 

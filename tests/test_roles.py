@@ -1,6 +1,8 @@
 """Roles are declared once: every variable carries its logical axes from where it is created,
 and L2, the bf16 cast and the lazy optimizer read a leaf's role from them, not its path."""
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,9 +13,10 @@ from jax.sharding import PartitionSpec as P
 import mmoe
 import mmoe_backbone
 import test_optimizer
+from conftest import ROOT
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.builder import build_model
-from mmoe_jax.config import validate
+from mmoe_jax.config import load_config, validate
 from mmoe_jax.models import DnnSpec, FeatureSpec, MMoE, TowerSpec
 from mmoe_jax.training import losses, precision
 from mmoe_jax.training import optimizer as optimizer_lib
@@ -69,6 +72,16 @@ def test_every_variable_declares_axes_of_its_rank(make):
   variables, axes = declared(make())
   assert jax.tree.structure(variables) == jax.tree.structure(axes)
   assert 'batch_stats' in variables  # statistics declare theirs too
+  for (path, leaf), logical in zip(jax.tree_util.tree_leaves_with_path(variables),
+                                   jax.tree.leaves(axes)):
+    assert len(logical) == leaf.ndim and None not in logical, jax.tree_util.keystr(path)
+
+
+@pytest.mark.parametrize('name', ['esmm', 'ple', 'dbmtl', 'simple_multi_task'])
+def test_the_multi_task_family_declares_every_axis(name):
+  config = load_config(os.path.join(ROOT, 'configs', f'{name}.py:tiny'))
+  variables, axes = declared(build_model(validate(config)))
+  assert jax.tree.structure(variables) == jax.tree.structure(axes)
   for (path, leaf), logical in zip(jax.tree_util.tree_leaves_with_path(variables),
                                    jax.tree.leaves(axes)):
     assert len(logical) == leaf.ndim and None not in logical, jax.tree_util.keystr(path)
