@@ -11,7 +11,7 @@ import pytest
 
 import mmoe
 import mmoe_backbone
-from mmoe_jax.config import ConfigError, block_order, complete, model_params, schema, validate
+from mmoe_jax.config import ConfigError, block_order, complete, model_params, validate
 from mmoe_jax.builder import build_model
 from mmoe_jax.models import MMoE, MultiTaskModel, registry
 from mmoe_jax.models.backbone import InputLayer

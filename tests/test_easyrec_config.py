@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from absl import flags
 
+import test_defaults
 from conftest import EASYREC_CONFIGS
 from mmoe_jax import cli
-from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
-from mmoe_jax.data import synthetic
 from mmoe_jax.builder import build_model
+from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, validate
+from mmoe_jax.data import synthetic
 from mmoe_jax.training import train_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -318,17 +319,7 @@ def test_command_line_overrides_work_on_config_files():
 
 
 def test_tables_match_the_schema():
-  messages = {}
-
-  def collect(message):
-    messages[message.name] = message
-    for spec in message.fields.values():
-      spec = spec.item if isinstance(spec, schema.Repeated) else spec
-      spec = spec.message if isinstance(spec, schema.Optional) else spec
-      if isinstance(spec, schema.Message):
-        collect(spec)
-
-  collect(easyrec.PIPELINE_FILE)
+  messages = test_defaults.messages()
   for name, fields in easyrec.UNSUPPORTED.items():
     assert name in messages, name
     assert not set(fields) & set(messages[name].fields), name  # not both supported and not

@@ -2,9 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import pytest
 
 import mmoe
 from mmoe_jax import sharding as sharding_lib

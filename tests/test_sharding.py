@@ -2,9 +2,6 @@
 8-device checks in their own process (tests/eight_devices.py)."""
 
 import os
-import re
-import subprocess
-import sys
 
 import jax
 import pytest
@@ -12,6 +9,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import mmoe
+from conftest import run_under_eight_devices
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import ConfigError, validate
 
@@ -55,10 +53,4 @@ def test_replica_axis_is_prepended_and_leaves_inner_dims():
 def test_on_eight_fake_devices():
   """tests/eight_devices.py under 8 fake CPU devices: layouts (optimizer state too),
   numerics, HLO, restore 8 -> 4 and 4 -> 8 with Adam and lazy Adam."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-  done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                         os.path.join(ROOT, 'tests', 'eight_devices.py')],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-  assert re.search(r'\b11 passed', done.stdout), done.stdout[-2000:]
+  run_under_eight_devices('eight_devices.py', passed=11)

@@ -4,8 +4,6 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,6 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import mmoe
+from conftest import run_under_eight_devices
 import task_correlation
 from mmoe_jax.config import ConfigError, validate
 from mmoe_jax.data import task_correlation as tc_data
@@ -185,13 +184,7 @@ def test_summary_statistics():
 def test_on_eight_fake_devices():
   """tests/sweep_eight_devices.py under 8 fake CPU devices: the replicas' data is placed
   once, with an explicit sharding."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
-  done = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                         os.path.join(ROOT, 'tests', 'sweep_eight_devices.py')],
-                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-  assert re.search(r'\b2 passed', done.stdout), done.stdout[-2000:]
+  run_under_eight_devices('sweep_eight_devices.py', passed=2)
 
 
 def test_sweep_function_declares_the_study():
