@@ -200,7 +200,7 @@ def test_train_script_rejects_misspelled_feature_before_training(tmp_path):
     ('train_config.num_steps', -5), ('data_config.num_epochs', -1),
     ('data_config.batch_size', 0), ('data_config.batch_size', -2),
     ('data_config.eval_batch_size', 0), ('train_config.save_checkpoints_steps', 0),
-    ('train_config.log_step_count_steps', -10), ('train_config.keep_checkpoint_max', 0)])
+    ('train_config.log_step_count_steps', -10), ('train_config.keep_checkpoint_max', -1)])
 def test_bad_step_counts_name_their_field(path, value):
   # EasyRec declares these uint32 (no negative value parses); the sizes must be > 0.
   section, field = path.split('.')

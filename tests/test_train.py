@@ -38,6 +38,16 @@ def test_total_steps_uses_the_smaller_limit():
   assert train_lib.total_steps(validate(config), 100) == 2 * 2  # ceil(100 / 64) per epoch
 
 
+@pytest.mark.parametrize('keep, kept', [(2, [4, 5]), (0, [1, 2, 3, 4, 5])])
+def test_keep_checkpoint_max_keeps_the_newest_or_every_one(tmp_path, keep, kept):
+  # EasyRec's keep_checkpoint_max goes to TF's Saver, where 0 keeps every checkpoint.
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), keep)
+  for step in range(1, 6):
+    ckpt.save(step, {'x': np.full(2, step, np.float32)})
+  ckpt.wait()
+  assert sorted(int(d) for d in os.listdir(ckpt.directory) if d.isdigit()) == kept
+
+
 def test_second_train_step_does_not_recompile(tiny_config):
   config = validate(tiny_config)
   train_path, _ = data_lib.input_paths(config)

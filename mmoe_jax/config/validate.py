@@ -370,11 +370,12 @@ def _validate_counts(config):
   for path, value in (('data_config.batch_size', data.batch_size),
                       ('data_config.eval_batch_size', data.eval_batch_size),
                       ('train_config.save_checkpoints_steps', train.save_checkpoints_steps),
-                      ('train_config.log_step_count_steps', train.log_step_count_steps),
-                      # EasyRec's 0 keeps every checkpoint (TF Saver); not supported here.
-                      ('train_config.keep_checkpoint_max', train.keep_checkpoint_max)):
+                      ('train_config.log_step_count_steps', train.log_step_count_steps)):
     if value <= 0:
       raise ConfigError(f'{path}: {value} must be > 0')
+  if train.keep_checkpoint_max < 0:  # 0 keeps every checkpoint, as TF's Saver in EasyRec
+    raise ConfigError(f'train_config.keep_checkpoint_max: {train.keep_checkpoint_max} is '
+                      'negative (0 = keep every checkpoint)')
 
 
 def _validate_metric(metric, tower, path):

@@ -16,8 +16,9 @@ log = logging.getLogger('mmoe_jax')
 
 
 class Checkpointer:
-  """Keeps the newest keep_checkpoint_max states; each save is atomic (orbax writes a
-  temporary directory and renames it), so a run killed mid-save keeps the previous one."""
+  """Keeps the newest keep_checkpoint_max states (0: every one, as TF's Saver that EasyRec
+  uses); each save is atomic (orbax writes a temporary directory and renames it), so a run
+  killed mid-save keeps the previous one."""
 
   def __init__(self, model_dir, keep_checkpoint_max):
     self.directory = os.path.abspath(os.path.join(model_dir, 'checkpoints'))
@@ -25,8 +26,8 @@ class Checkpointer:
     # be written before the next step may reuse them.
     self._manager = ocp.CheckpointManager(
         self.directory, item_handlers=ocp.StandardCheckpointHandler(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoint_max, create=True,
-                                             enable_async_checkpointing=False))
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep_checkpoint_max or None,
+                                             create=True, enable_async_checkpointing=False))
 
   def latest_step(self):
     return self._manager.latest_step()
