@@ -79,6 +79,13 @@ EASYREC_DEFAULTS = {
                        concat_seq_feature=True),
     'Input': dict(input_slice=''),  # the others are a oneof: absent unless set
     'Block': dict(input_concat_axis=-1, merge_inputs_into_list=False),
+    # esmm.proto, simple_multi_task.proto, ple.proto, dbmtl.proto; tower.proto BayesTaskTower
+    'ESMM': dict(l2_regularization=1e-4),
+    'SimpleMultiTask': dict(l2_regularization=1e-4),
+    'PLE': dict(l2_regularization=1e-4),
+    'ExtractionNetwork': dict(share_num=0),
+    'DBMTL': dict(num_expert=0, l2_regularization=1e-4),
+    'BayesTaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0),
 }
 
 # Scalar fields with a default that EasyRec does not have: this project's own fields
@@ -89,6 +96,7 @@ NOT_EASYREC = {
     'TrainConfig': {'mixed_precision', 'steps_per_dispatch'},
     'DatasetConfig': {'cache_dir', 'input_mode'},
     'MMoELayer': {'num_task', 'shared_gate'},  # num_task: required in EasyRec, 0 = unset
+    'ExtractionNetwork': {'expert_num_per_task'},  # required in EasyRec, 0 = unset
     'EvalMetrics': set(),
 }
 OWN_MESSAGES = {'TFDSInput', 'Synthetic', 'TaskCorrelation', 'Sharding'}
