@@ -15,7 +15,7 @@ norm is off, as there (configs/mmoe.py `dnn`).
 
 import os
 
-from mmoe_jax.config import complete, import_config, parse_arg, variant_dir
+from mmoe_jax.config import complete, import_config, parse_arg
 
 mmoe = import_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmoe.py'))
 
@@ -47,8 +47,7 @@ ARGS = dict(full=False, tiny=False, mmoe=False)
 
 def get_config(arg=None):
   arg = parse_arg(arg, **ARGS)
-  config = mmoe.get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
-  config['model_dir'] = variant_dir('experiments/dbmtl_taobao', arg, ARGS)
+  config = mmoe.base_config(arg, 'dbmtl_taobao', ARGS)
   if arg.tiny:
     sizes = dict(bottom_units=(16,), tower_units=(8,), relation_units=(4,),
                  expert_units=(8,) if arg.mmoe else None, num_expert=3)

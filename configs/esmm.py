@@ -14,7 +14,7 @@ variants are configs/mmoe.py's; batch norm is off, as there (configs/mmoe.py `dn
 
 import os
 
-from mmoe_jax.config import complete, import_config, parse_arg, variant_dir
+from mmoe_jax.config import complete, import_config, parse_arg
 
 mmoe = import_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmoe.py'))
 
@@ -49,8 +49,7 @@ ARGS = dict(full=False, tiny=False)
 
 def get_config(arg=None):
   arg = parse_arg(arg, **ARGS)
-  config = mmoe.get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
-  config['model_dir'] = variant_dir('experiments/esmm_taobao', arg, ARGS)
+  config = mmoe.base_config(arg, 'esmm_taobao', ARGS)
   if arg.tiny:
     config['model_config'] = model_config(dict(user=(8,), item=(8,), combo=(8,)), (8,))
   else:

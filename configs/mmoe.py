@@ -124,3 +124,11 @@ def get_config(arg=None):
     optimizer = config['train_config']['optimizer_config']
     optimizer['lazy_adam_optimizer'] = optimizer.pop('adam_optimizer')
   return complete(config)
+
+
+def base_config(arg, name, args):
+  """This file's data, features and training (its :full / :tiny as `arg` says) as a dict,
+  for a config of another model on them; model_dir experiments/<name>[_<variant>]."""
+  config = get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
+  config['model_dir'] = variant_dir(f'experiments/{name}', arg, args)
+  return config

@@ -12,7 +12,7 @@ are configs/mmoe.py's; batch norm is off, as there (configs/mmoe.py `dnn`).
 
 import os
 
-from mmoe_jax.config import complete, import_config, parse_arg, variant_dir
+from mmoe_jax.config import complete, import_config, parse_arg
 
 mmoe = import_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmoe.py'))
 
@@ -42,8 +42,7 @@ ARGS = dict(full=False, tiny=False)
 
 def get_config(arg=None):
   arg = parse_arg(arg, **ARGS)
-  config = mmoe.get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
-  config['model_dir'] = variant_dir('experiments/ple_taobao', arg, ARGS)
+  config = mmoe.base_config(arg, 'ple_taobao', ARGS)
   if arg.tiny:
     config['model_config'] = model_config(((16, 8), (8,)), (8,), (8,), experts=2, shared=2)
   else:

@@ -12,7 +12,7 @@ norm is off, as there (configs/mmoe.py `dnn`).
 
 import os
 
-from mmoe_jax.config import complete, import_config, parse_arg, variant_dir
+from mmoe_jax.config import complete, import_config, parse_arg
 
 mmoe = import_config(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mmoe.py'))
 
@@ -22,8 +22,7 @@ ARGS = dict(full=False, tiny=False)
 
 def get_config(arg=None):
   arg = parse_arg(arg, **ARGS)
-  config = mmoe.get_config(','.join(k for k in ('full', 'tiny') if getattr(arg, k))).to_dict()
-  config['model_dir'] = variant_dir('experiments/simple_multi_task_taobao', arg, ARGS)
+  config = mmoe.base_config(arg, 'simple_multi_task_taobao', ARGS)
   units = (8,) if arg.tiny else (256, 192, 128, 64)
   config['model_config'] = dict(
       model_class='SimpleMultiTask',

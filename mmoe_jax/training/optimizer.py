@@ -177,7 +177,7 @@ class Optimizer:
                    if is_table(axes) and path[-1] in lookups}
     self.train_config = train_config
     # For init (Adam's state does not depend on the rate) and the configured schedule.
-    self.tx, self.schedule = make_optimizer(train_config, clip=not self.lazy)
+    self.tx = make_optimizer(train_config, clip=not self.lazy)[0]
     adam = train_config.optimizer_config[optimizer_name(train_config.optimizer_config)]
     self.b1, self.b2 = adam.get('beta1'), adam.get('beta2')  # lazy Adam's rows; None if not Adam
     self.clip_norm = train_config.gradient_clipping_by_norm

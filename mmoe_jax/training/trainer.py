@@ -38,7 +38,6 @@ class Trainer:
                        if f.vocab_size}
     self.towers = task_towers(config.model_config)
     self.l2_regularization = model_params(config.model_config).l2_regularization
-    self.tower_specs = builder.tower_specs(config)
     self.predictions = builder.predictions_fn(config)  # logits -> EasyRec's outputs
     self.dtype = builder.compute_dtype(config)
     self.example = example
@@ -62,14 +61,6 @@ class Trainer:
   @functools.cached_property
   def optimizer(self):
     return Optimizer(self.config.train_config, self.model.features, self.param_axes)
-
-  @property
-  def tx(self):
-    return self.optimizer.tx
-
-  @property
-  def schedule(self):
-    return self.optimizer.schedule
 
   @functools.cached_property
   def state_axes(self):
