@@ -18,8 +18,9 @@ differ only in their seeds or learning rate train together as replicas of one vm
 to --workdir (default experiments/sweeps/<config name>[_<arg>]), whatever model_dir says:
 results.jsonl (a row per run), summary.json (per setting; diverged runs counted apart), the
 generated data (data/) and caches (cache/), and one directory per group, named by a hash of
-its config. The summary table goes to stdout. Rerunning the same command resumes; a changed
-config trains its groups anew.
+its config. The summary table goes to stdout, then the config file's `report(summary)`
+(its own tables, e.g. configs/mtl_zoo.py's) where it has one. Rerunning the same command
+resumes; a changed config trains its groups anew.
 """
 
 import os
@@ -47,6 +48,8 @@ def main():
   workdir = WORKDIR.value or os.path.join('experiments', 'sweeps', name)
   summary = sweep.run_sweep(module, runs, workdir, overrides, MAX_REPLICAS.value)
   print(sweep.format_table(summary), flush=True)
+  if hasattr(module, 'report'):  # the config file's own tables of the summary
+    print('\n' + module.report(summary), flush=True)
 
 
 if __name__ == '__main__':

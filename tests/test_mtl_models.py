@@ -540,7 +540,7 @@ def _plain(value, **dnn):
   return value
 
 
-@pytest.mark.parametrize('name', ['esmm', 'ple'])
+@pytest.mark.parametrize('name', ['esmm', 'ple', 'dbmtl', 'simple_multi_task'])
 def test_sweep_replica_equals_its_run_alone(name, tmp_path):
   """A vmapped sweep of 2 seeds: replica 1 trains and evaluates as its run alone (ESMM: its
   own losses and metrics inside the vmapped step and the sweep's evaluation)."""
