@@ -1,12 +1,14 @@
 r"""The model-zoo study: every multi-task model of the project, 5 seeds each, vmapped.
 
-Three parts, each model sized like MMoE of the same width (the rule for each part below):
+Three parts (a config arg names one bare: `:census,model=ple,group=2`; default taobao),
+each model sized like MMoE of the same width (the rule for each part below):
   taobao       the embedded synthetic taobao click/buy data (mmoe_jax/data/synthetic.py):
                AUC and oracle gap (oracle_auc - auc: what the true probabilities reach on
                the same labels, minus the model's) per task
-  census       Census-Income (KDD) task groups 1 and 2 (configs/census.py): test AUC per task
+  census       Census-Income (KDD) task groups 1 and 2 (`group`; configs/census.py, data
+               from `manual_dir`): AUC per task on the test split
   correlation  the MMoE paper's task-correlation study (configs/task_correlation.py), with
-               PLE added: test MSE per task at correlations 0.5, 0.8, 0.9, 1.0
+               PLE added: test MSE per task at correlations `p` 0.5, 0.8, 0.9, 1.0
 
 Models (`model`):
   single_task        the shared-bottom network with one tower (`task`), one run per task
@@ -275,6 +277,8 @@ def sweep(add, arg=None):
         run += f',manual_dir={arg.manual_dir}'
       for seed in range(seeds):
         extra = {'synthetic.seed': seed} if part == 'correlation' else {}
+        if part == 'census':  # as configs/census.py's sweep: the test split's AUC
+          extra = {'eval_input_path': 'test'}
         add(run, seed=seed, **extra)
 
 

@@ -4,6 +4,8 @@ r"""Throughput of the real training code path, as one JSON line.
   python scripts/benchmark.py --config=configs/mmoe.py --config.data_config.batch_size=4096 \
       --config.train_config.mixed_precision=BF16 --config.data_config.input_mode=streaming
   python scripts/benchmark.py --config=configs/mmoe.py --input_only [--profile_input]
+  for m in single_task simple_multi_task shared_bottom omoe mmoe ple dbmtl esmm; do  # the zoo
+    python scripts/benchmark.py --config=configs/mtl_zoo.py:model=$m --flops; done
 
 Writes --rows rows of the embedded synthetic taobao data to a temporary CSV and times,
 in order: building its columnar cache (parse, hash, bucketize: cold) and loading it back
@@ -11,7 +13,8 @@ in order: building its columnar cache (parse, hash, bucketize: cold) and loading
 input_pipeline of data_config.input_mode), after a first dispatch that compiles
 (reported apart); the streaming pipeline alone, delivering batches to the device as
 fast as it can; and evaluation (Trainer.evaluate: predictions and AUC) of --eval_rows
-rows. Each `*_per_s` is a rate over at least --seconds.
+rows. Each `*_per_s` is a rate over at least --seconds. --flops adds XLA's estimate of the
+train step's FLOPs per example, so that models of different work can be compared.
 """
 
 import cProfile
@@ -39,6 +42,8 @@ SECONDS = flags.DEFINE_float('seconds', 10.0, 'Least seconds each rate is measur
 INPUT_ONLY = flags.DEFINE_bool('input_only', False, 'Only the cache build and load.')
 PROFILE_INPUT = flags.DEFINE_bool('profile_input', False,
                                   'Print a cProfile of the (serial) cache build to stderr.')
+FLOPS = flags.DEFINE_bool('flops', False, "Add the train step's compiled cost analysis "
+                           '(FLOPs and bytes per example), to compare models by their work.')
 TRACE_DIR = flags.DEFINE_string('trace_dir', '', 'Write a jax.profiler trace of two train '
                                 'dispatches here, and add the step\'s compiled cost analysis.')
 
@@ -154,7 +159,8 @@ def eval_rate(trainer, state, data):
 def main():
   config = validate(cli.CONFIG.value)
   train = config.train_config
-  result = dict(device=jax.devices()[0].device_kind, jax=jax.__version__,
+  result = dict(model=config.model_config.model_name or config.model_config.model_class,
+                device=jax.devices()[0].device_kind, jax=jax.__version__,
                 batch_size=config.data_config.batch_size,
                 mixed_precision=train.mixed_precision or 'FP32',
                 optimizer=optimizer_name(train.optimizer_config))
@@ -170,7 +176,7 @@ def main():
                                               ['embedding']))
       state, rates = train_rates(config, trainer, data)
       result.update(rates)
-      if TRACE_DIR.value:
+      if TRACE_DIR.value or FLOPS.value:
         result.update(cost_analysis(trainer, state, data))
       result.update(eval_rate(trainer, state, data))
   print(json.dumps(result), flush=True)
