@@ -79,6 +79,9 @@ def test_sweep_declares_every_model_of_each_part_with_five_seeds():
   assert all(o['synthetic.seed'] == o['seed'] for a, o in runs if 'correlation,' in a)
   assert {a for a, _ in declared('census')} == {a for a in by_run if a.startswith('census,')}
   assert all(a.endswith(',tiny') for a, _ in declared('tiny,taobao'))
+  # :long trains the taobao part twice as long, the others as they are.
+  assert {a for a, _ in declared('long') if ',long' in a} == {
+      a + ',long' for a in by_run if a.startswith('taobao,')}
 
 
 def test_each_run_is_one_vmapped_group_and_configs_validate():
@@ -96,6 +99,10 @@ def test_get_config_takes_one_part_and_names_the_model():
     mtl_zoo.get_config('taobao,census')
   with pytest.raises(ValueError, match=r"model: 'esmm' is not one of .*\(on census\)"):
     mtl_zoo.get_config('census,model=esmm')
+  with pytest.raises(ValueError, match='long: only the taobao part'):
+    mtl_zoo.get_config('census,long')
+  assert mtl_zoo.get_config('taobao,long').train_config.num_steps == 2 * mtl_zoo.get_config(
+      'taobao').train_config.num_steps
 
 
 def entry(run, **metrics):
