@@ -4,8 +4,8 @@ r"""Throughput of the real training code path, as one JSON line.
   python scripts/benchmark.py --config=configs/mmoe.py --config.data_config.batch_size=4096 \
       --config.train_config.mixed_precision=BF16 --config.data_config.input_mode=streaming
   python scripts/benchmark.py --config=configs/mmoe.py --input_only [--profile_input]
-  for m in single_task simple_multi_task shared_bottom omoe mmoe ple dbmtl esmm; do  # the zoo
-    python scripts/benchmark.py --config=configs/mtl_zoo.py:model=$m --flops; done
+  python scripts/benchmark.py --config=configs/mtl_zoo.py:model=ple --flops
+  python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo   # every zoo model, in turns
 
 Writes --rows rows of the embedded synthetic taobao data to a temporary CSV and times,
 in order: building its columnar cache (parse, hash, bucketize: cold) and loading it back
@@ -14,7 +14,8 @@ input_pipeline of data_config.input_mode), after a first dispatch that compiles
 (reported apart); the streaming pipeline alone, delivering batches to the device as
 fast as it can; and evaluation (Trainer.evaluate: predictions and AUC) of --eval_rows
 rows. Each `*_per_s` is a rate over at least --seconds. --flops adds XLA's estimate of the
-train step's FLOPs per example, so that models of different work can be compared.
+train step's FLOPs per example, so that models of different work can be compared. --zoo
+(configs/mtl_zoo.py) times the training of every taobao model of the zoo instead, in turns.
 """
 
 import cProfile
@@ -29,11 +30,12 @@ import time
 import jax
 import numpy as np
 from absl import flags
+from ml_collections import config_flags
 
 from mmoe_jax import cli
-from mmoe_jax.config import optimizer_name, validate
+from mmoe_jax.config import import_config, optimizer_name, validate
 from mmoe_jax.data import csv_input, synthetic
-from mmoe_jax.training import evaluation, input_pipeline
+from mmoe_jax.training import evaluation, input_pipeline, sweep
 from mmoe_jax.training import trainer as trainer_lib
 
 ROWS = flags.DEFINE_integer('rows', 1_000_000, 'Rows to write, cache and train on.')
@@ -44,6 +46,9 @@ PROFILE_INPUT = flags.DEFINE_bool('profile_input', False,
                                   'Print a cProfile of the (serial) cache build to stderr.')
 FLOPS = flags.DEFINE_bool('flops', False, "Add the train step's compiled cost analysis "
                            '(FLOPs and bytes per example), to compare models by their work.')
+ZOO = flags.DEFINE_bool('zoo', False, 'With --config=configs/mtl_zoo.py[:arg]: every model of '
+                        'its taobao part on the same data, timed round-robin (so that a '
+                        'changing machine load falls on all alike), with their FLOPs.')
 TRACE_DIR = flags.DEFINE_string('trace_dir', '', 'Write a jax.profiler trace of two train '
                                 'dispatches here, and add the step\'s compiled cost analysis.')
 
@@ -156,8 +161,56 @@ def eval_rate(trainer, state, data):
               eval_examples_per_s=round(evaluated / (time.perf_counter() - start)))
 
 
+def zoo_rates(configs, data):
+  """{model: rates} of every config on `data`: each compiled first, then timed in turns
+  (one dispatch each per round, for --seconds in all) so that the load is shared alike;
+  examples/s is over each model's timed dispatches, with XLA's FLOPs per example."""
+  models = {}
+  for config in configs:
+    trainer = trainer_lib.Trainer(config, input_pipeline.batch(data, np.arange(2)))
+    sampler = input_pipeline.BatchSampler(data.num_rows, config.data_config.batch_size,
+                                          config.seed, config.data_config.shuffle)
+    train_input = input_pipeline.make(config, trainer, data, sampler)
+    chunks = train_input.chunks(0, 1 << 40)
+    state, _ = train_input.run(trainer.init_state(), next(chunks))  # compiles
+    jax.block_until_ready(state)
+    models[config.model_config.model_name] = dict(
+        trainer=trainer, input=train_input, chunks=chunks, state=state, seconds=0.0, rows=0,
+        **cost_analysis(trainer, state, data))
+  start, rounds = time.perf_counter(), 0
+  while rounds < 2 or time.perf_counter() - start < SECONDS.value:
+    rounds += 1
+    for m in models.values():
+      tic = time.perf_counter()
+      chunk = next(m['chunks'])
+      m['state'], _ = m['input'].run(m['state'], chunk)
+      jax.block_until_ready(m['state'])
+      m['seconds'] += time.perf_counter() - tic
+      m['rows'] += len(chunk) * m['trainer'].config.data_config.batch_size
+  out = {}
+  for name, m in models.items():
+    m['input'].close()
+    out[name] = dict(train_examples_per_s=round(m['rows'] / m['seconds']),
+                     step_flops_per_example=m['step_flops_per_example'],
+                     step_bytes_accessed_per_example=m['step_bytes_accessed_per_example'])
+  return out
+
+
+def zoo_configs():
+  """configs/mtl_zoo.py's taobao models, at --config's arg and --config.x=y otherwise."""
+  path, _, arg = config_flags.get_config_filename(flags.FLAGS['config']).partition(':')
+  module = import_config(path)
+  if not hasattr(module, 'TAOBAO'):
+    raise ValueError(f'--zoo: {path} has no TAOBAO models (use configs/mtl_zoo.py)')
+  arg = ','.join(a for a in arg.split(',') if a and not a.startswith('model='))
+  run = lambda m: sweep.Run(','.join(filter(None, [arg, f'model={m}'])))
+  overrides = config_flags.get_override_values(flags.FLAGS['config'])
+  return [run(m).config(module, overrides) for m in module.TAOBAO]
+
+
 def main():
   config = validate(cli.CONFIG.value)
+  configs = zoo_configs() if ZOO.value else None
   train = config.train_config
   result = dict(model=config.model_config.model_name or config.model_config.model_class,
                 device=jax.devices()[0].device_kind, jax=jax.__version__,
@@ -169,7 +222,9 @@ def main():
     synthetic.write_csv(path, ROWS.value, seed=0, split='benchmark')
     data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'))
     result.update(rates)
-    if not INPUT_ONLY.value:
+    if configs:
+      result['models'] = zoo_rates(configs, data)
+    elif not INPUT_ONLY.value:
       trainer = trainer_lib.Trainer(config, input_pipeline.batch(data, np.arange(2)))
       result['embedding_rows'] = sum(
           t.shape[0] for t in jax.tree.leaves(jax.eval_shape(trainer.init_state)['params']
