@@ -16,7 +16,7 @@ def test_ablation_notebook_runs_and_saves_its_figures(tmp_path, monkeypatch, cap
   for cell in notebook['cells']:
     if cell['cell_type'] == 'code':
       exec(compile(''.join(cell['source']), 'ablation.ipynb', 'exec'), namespace)
-  for name in ('loss_vs_correlation.png', 'trainability.png', 'gate_weights.png'):
+  for name in ('loss_vs_correlation.png', 'trainability.png', 'gate_weights.png', 'mtl_zoo.png'):
     assert os.path.getsize(tmp_path / name) > 10000, name
   out = capsys.readouterr().out
   assert '18 replicas' in out  # 2 correlations x 3 models x 3 seeds
