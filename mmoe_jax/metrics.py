@@ -8,6 +8,8 @@ import types
 
 import numpy as np
 
+from mmoe_jax.config.validate import L2_TYPES
+
 
 def auc(labels, scores):
   """Exact ROC AUC: the probability that a positive outranks a negative (ties count 1/2).
@@ -55,19 +57,20 @@ def accuracy(labels, probs):
 def tower_metrics(tower, predictions, labels):
   """The metrics named in a tower's metrics_set. `predictions` uses EasyRec's keys.
 
-  As EasyRec (rank_model.py `_build_metric_impl`): auc reads probs_<t> (num_class 1) or its
-  class-1 column probs_<t>_1 (num_class 2); mean_squared_error / mean_absolute_error read
-  y_<t> for L2_LOSS and probs_<t> for a num_class 1 CLASSIFICATION tower (config validation
-  refuses them on num_class > 1); accuracy compares the argmax of probs_<t> (y_<t>).
+  As EasyRec (rank_model.py `_build_metric_impl`): auc reads probs_<t> (num_class 1, and
+  JRC_LOSS's, already of class 1) or the class-1 column probs_<t>_1 of a num_class 2
+  CLASSIFICATION tower; mean_squared_error / mean_absolute_error read y_<t> for the L2 types
+  (L2_LOSS, SIGMOID_L2_LOSS) and probs_<t> for the others (config validation refuses them on
+  num_class > 1); accuracy compares the argmax of probs_<t> (y_<t>).
   """
   t = tower.tower_name
   label = np.asarray(labels[tower.label_name], dtype=np.float64)
-  value = predictions[f'y_{t}' if tower.loss_type == 'L2_LOSS' else f'probs_{t}']
+  value = predictions[f'y_{t}' if tower.loss_type in L2_TYPES else f'probs_{t}']
   out = {}
   for metric in tower.metrics_set:
     if 'auc' in metric:
-      out[f'auc_{t}'] = auc(label, predictions[f'probs_{t}_1' if tower.num_class == 2
-                                               else f'probs_{t}'])
+      multiclass = tower.num_class == 2 and tower.loss_type == 'CLASSIFICATION'
+      out[f'auc_{t}'] = auc(label, predictions[f'probs_{t}_1' if multiclass else f'probs_{t}'])
     elif 'mean_squared_error' in metric:
       out[f'mean_squared_error_{t}'] = mean_squared_error(label, value)
     elif 'mean_absolute_error' in metric:

@@ -249,7 +249,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
       INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
-      TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
+      TOWERS="""task_towers { tower_name: "ctr" loss_type: PAIRWISE_HINGE_LOSS
                   losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
   message = unsupported(path)
   expected = [
@@ -258,7 +258,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       'feature_configs[0].feature_type = SequenceFeature: not implemented',
       "feature_configs[1].vocab_file = 'v.txt': not implemented",
       'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
-      'model_config.mmoe.task_towers[0].loss_type = JRC_LOSS: not implemented',
+      'model_config.mmoe.task_towers[0].loss_type = PAIRWISE_HINGE_LOSS: not implemented',
       'model_config.mmoe.task_towers[0].losses: not implemented',
       'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
       'model_config.loss_weight_strategy = Uncertainty: not implemented',

@@ -212,11 +212,10 @@ ENUMS = {
     ('FeatureGroupConfig', 'wide_deep'): _values(WIDE_DEEP, {
         NOT_IMPLEMENTED + ' (no wide part)': ('WIDE', 'WIDE_AND_DEEP')}),
     ('TaskTower', 'loss_type'): _values(LOSS_TYPES, {
-        NOT_IMPLEMENTED: ('SIGMOID_L2_LOSS', 'CROSS_ENTROPY_LOSS', 'SOFTMAX_CROSS_ENTROPY',
+        NOT_IMPLEMENTED: ('CROSS_ENTROPY_LOSS', 'SOFTMAX_CROSS_ENTROPY',
                           'CIRCLE_LOSS', 'MULTI_SIMILARITY_LOSS',
-                          'SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING', 'PAIR_WISE_LOSS',
-                          'F1_REWEIGHTED_LOSS', 'BINARY_FOCAL_LOSS', 'PAIRWISE_FOCAL_LOSS',
-                          'PAIRWISE_LOGISTIC_LOSS', 'PAIRWISE_HINGE_LOSS', 'JRC_LOSS',
+                          'SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING',
+                          'PAIRWISE_HINGE_LOSS',
                           'ORDER_CALIBRATE_LOSS', 'BINARY_CROSS_ENTROPY_LOSS',
                           'KL_DIVERGENCE_LOSS', 'LISTWISE_RANK_LOSS', 'LISTWISE_DISTILL_LOSS',
                           'ZILN_LOSS')}),

@@ -30,7 +30,7 @@ class Repeated:
 
 @dataclasses.dataclass(frozen=True)
 class Optional:
-  message: Any  # a Message; the field is absent from the completed config unless set
+  message: Any  # a Message or a scalar type; absent from the completed config unless set
 
 
 class Message:
@@ -75,6 +75,38 @@ TASK_TOWER = Message(
     dnn=DNN,
     weight=1.0,
 )
+
+# easy_rec/python/protos/loss.proto: the parameters of the Loss message's one-of `loss_param`,
+# one message per loss type (loss_types.py reads them). A scalar Optional(float) is unset
+# unless given, as proto's HasField: EasyRec reads alpha and hinge_margin only when set.
+F1_REWEIGHED_LOSS = Message('F1ReweighedLoss', f1_beta_square=1.0, label_smoothing=0.0)
+BINARY_FOCAL_LOSS = Message('BinaryFocalLoss', gamma=2.0, alpha=Optional(float), ohem_ratio=1.0,
+                            label_smoothing=0.0)
+PAIRWISE_LOSS = Message('PairwiseLoss', margin=0.0, session_name='', temperature=1.0)
+PAIRWISE_FOCAL_LOSS = Message(
+    'PairwiseFocalLoss',
+    gamma=2.0,
+    alpha=Optional(float),
+    hinge_margin=Optional(float),  # the proto's [default = 1.0] is never read: unset = no margin
+    session_name='',
+    ohem_ratio=1.0,
+    temperature=1.0,
+)
+PAIRWISE_LOGISTIC_LOSS = Message('PairwiseLogisticLoss', temperature=1.0, session_name='',
+                                 hinge_margin=Optional(float), ohem_ratio=1.0,
+                                 use_label_margin=False)
+JRC_LOSS = Message('JRCLoss', session_name=REQUIRED, alpha=0.5, same_label_loss=True,
+                   loss_weight_strategy='fixed')
+# The one-of's members mmoe_jax implements, by field name, in loss.proto's order: the
+# fields of the Loss message, which names them in its `oneof`.
+LOSS_PARAMS = {
+    'f1_reweighted_loss': F1_REWEIGHED_LOSS,
+    'binary_focal_loss': BINARY_FOCAL_LOSS,
+    'pairwise_loss': PAIRWISE_LOSS,
+    'pairwise_focal_loss': PAIRWISE_FOCAL_LOSS,
+    'pairwise_logistic_loss': PAIRWISE_LOGISTIC_LOSS,
+    'jrc_loss': JRC_LOSS,
+}
 
 # easy_rec/python/protos/mmoe.proto
 EXPERT_TOWER = Message('ExpertTower', expert_name=REQUIRED, dnn=DNN)

@@ -12,10 +12,24 @@ from mmoe_jax.config.schema import EVAL_METRICS
 ID_TYPES = ('IdFeature', 'TagFeature')
 FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
-LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
+LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'SIGMOID_L2_LOSS', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS',
+              'PAIRWISE_LOGISTIC_LOSS', 'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
+# The loss types whose prediction is y_<t> (mean_squared_error reads it); the others' is probs_<t>.
+L2_TYPES = ('L2_LOSS', 'SIGMOID_L2_LOSS')
+# The loss types auc is defined for (rank_model.py `_build_metric_impl`'s binary_loss_set).
+AUC_LOSS_TYPES = ('CLASSIFICATION', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS', 'PAIRWISE_LOGISTIC_LOSS',
+                  'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
+# loss_type -> the num_class its head takes (rank_model.py asserts it); CLASSIFICATION: any
+LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS': 2}
+# loss_type -> the field of the Loss message's one-of `loss_param` that holds its parameters
+LOSS_PARAM = {'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
+              'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss',
+              'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss', 'JRC_LOSS': 'jrc_loss'}
+JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
 INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
-ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
+ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear',
+               'dice')
 # model_class -> the model_config field with its task_towers and l2_regularization
 MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params', 'ESMM': 'esmm', 'PLE': 'ple',
                 'DBMTL': 'dbmtl', 'SimpleMultiTask': 'simple_multi_task'}
@@ -381,7 +395,10 @@ def _validate_counts(config):
 def _validate_metric(metric, tower, path):
   """EasyRec's rules (rank_model.py `_build_metric_impl`), refused where EasyRec asserts."""
   classification = tower.loss_type == 'CLASSIFICATION'
-  if 'auc' in metric and not (classification and tower.num_class <= 2):
+  if 'auc' in metric and tower.loss_type not in AUC_LOSS_TYPES:
+    raise ConfigError(f'{path}.auc: needs a tower of a binary loss type '
+                      f'({", ".join(AUC_LOSS_TYPES)}), not {tower.loss_type}')
+  if 'auc' in metric and classification and tower.num_class > 2:
     raise ConfigError(f'{path}.auc: needs a CLASSIFICATION tower with num_class 1 or 2')
   for name in ('mean_squared_error', 'mean_absolute_error'):
     if name in metric and classification and tower.num_class > 1:
@@ -389,6 +406,14 @@ def _validate_metric(metric, tower, path):
                         f'num_class {tower.num_class} (EasyRec refuses it too); use accuracy')
   if 'accuracy' in metric and not (classification and tower.num_class > 1):
     raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
+  # EasyRec reads y_<t> of an L2 type, else probs_<t>: mean_squared_error for any loss type
+  # of one output, mean_absolute_error for CLASSIFICATION only.
+  if 'mean_squared_error' in metric and tower.num_class != 1:
+    raise ConfigError(f'{path}.mean_squared_error: not defined for a {tower.loss_type} tower '
+                      f'with num_class {tower.num_class} (EasyRec refuses it too)')
+  if 'mean_absolute_error' in metric and not (classification or tower.loss_type in L2_TYPES):
+    raise ConfigError(f'{path}.mean_absolute_error: not defined for a {tower.loss_type} tower '
+                      '(EasyRec refuses it too)')
 
 
 def _validate_esmm(esmm, groups, label_types):
@@ -409,6 +434,9 @@ def _validate_esmm(esmm, groups, label_types):
     if tower.num_class != 1:
       raise ConfigError(f'{path}.{name}.num_class: ESMM towers have one output, got '
                         f'{tower.num_class}')
+  if esmm.cvr_tower.loss_type not in ('CLASSIFICATION', 'L2_LOSS'):
+    raise ConfigError(f'{path}.cvr_tower.loss_type: ESMM\'s cvr tower is CLASSIFICATION or '
+                      f'L2_LOSS, got {esmm.cvr_tower.loss_type}')
   if esmm.ctr_tower.loss_type != 'CLASSIFICATION':
     raise ConfigError(f'{path}.ctr_tower.loss_type: the ctr tower is a binary CLASSIFICATION, '
                       f'got {esmm.ctr_tower.loss_type}')
@@ -531,6 +559,11 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
   _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
   if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
     raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+  check_num_class(tower.loss_type, tower.num_class, f'{tpath}.num_class')
+  if tower.loss_type == 'JRC_LOSS' and not tower.get('losses'):
+    raise ConfigError(f'{tpath}.loss_type: JRC_LOSS needs sessions, which a bare loss_type '
+                      'cannot name (EasyRec fails too): use losses { loss_type: JRC_LOSS '
+                      'jrc_loss { session_name: "<input field>" } }')
   if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
     # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
     raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
@@ -542,12 +575,66 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
         raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
                           f'names with this num_class {tower.num_class} tower')
   if not tower.metrics_set:
-    metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
+    metric = ('mean_squared_error' if tower.loss_type in L2_TYPES else
               'auc' if tower.num_class <= 2 else 'accuracy')
     tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
   for m, metric in enumerate(tower.metrics_set):
     _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
   _validate_dnn(tower.dnn, f'{tpath}.dnn')
+
+
+def check_num_class(loss_type, num_class, path):
+  """The num_class a loss type's head takes (LOSS_NUM_CLASS); `path`: the num_class field."""
+  needed = LOSS_NUM_CLASS.get(loss_type, num_class)
+  if num_class != needed:
+    raise ConfigError(f'{path}: {loss_type} needs num_class {needed}, got {num_class}')
+
+
+def _positive(v):
+  return v > 0
+
+
+# Loss parameters -> (test, the values it passes): EasyRec asserts the ohem_ratio and gamma
+# limits; a temperature <= 0 divides by zero or reverses the order of the scores.
+LOSS_LIMITS = {
+    'ohem_ratio': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'gamma': (_at_least_0, '>= 0'),
+    'temperature': (_positive, '> 0'),
+}
+
+
+def validate_loss_param(loss, path, input_fields):
+  """The one-of parameters of a Loss message `loss` (with its loss_type): those of its own
+  loss type (EasyRec reads another type's message as its own and fails), within
+  LOSS_LIMITS, and a session_name naming an input field (EasyRec reads it from the
+  features). JRC_LOSS needs its jrc_loss, which names the sessions.
+
+  path: the Loss message's path, e.g. 'model_config.mmoe.task_towers[0].losses[1]';
+  input_fields: the names of data_config.input_fields.
+  """
+  given = [k for k in schema.LOSS_PARAMS if k in loss]
+  own = LOSS_PARAM.get(loss.loss_type)
+  if given and given[0] != own:
+    raise ConfigError(f'{path}.{given[0]}: parameters of another loss type; {loss.loss_type} '
+                      f'takes {own or "none"}')
+  if loss.loss_type == 'JRC_LOSS' and not given:
+    raise ConfigError(f'{path}.jrc_loss.session_name: JRC_LOSS needs sessions: set jrc_loss '
+                      '{ session_name: "<input field>" }')
+  if not given:
+    return
+  param, ppath = loss[own], f'{path}.{own}'
+  for key, (test, allowed) in LOSS_LIMITS.items():
+    if key in param and not test(param[key]):
+      raise ConfigError(f'{ppath}.{key}: {param[key]} must be {allowed}')
+  if param.get('session_name'):
+    _known(param.session_name, input_fields, f'{ppath}.session_name', 'input field')
+  if loss.loss_type == 'JRC_LOSS':
+    if not param.session_name:
+      raise ConfigError(f'{ppath}.session_name: JRC_LOSS needs sessions; name an input field')
+    if param.loss_weight_strategy == 'uncertainty':
+      raise ConfigError(f"{ppath}.loss_weight_strategy: 'uncertainty' is not implemented in "
+                        f"mmoe_jax (supported: {', '.join(JRC_STRATEGIES)})")
+    _one_of(param.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')
 
 
 def _validate_dnn(dnn, path):
