@@ -86,6 +86,15 @@ EASYREC_DEFAULTS = {
     'ExtractionNetwork': dict(share_num=0),
     'DBMTL': dict(num_expert=0, l2_regularization=1e-4),
     'BayesTaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0),
+    # loss.proto (alpha and hinge_margin: optional, unset unless given; JRCLoss.session_name
+    # is required; PairwiseFocalLoss.hinge_margin's [default = 1.0] is never read)
+    'F1ReweighedLoss': dict(f1_beta_square=1.0, label_smoothing=0.0),
+    'BinaryFocalLoss': dict(gamma=2.0, ohem_ratio=1.0, label_smoothing=0.0),
+    'PairwiseLoss': dict(margin=0.0, session_name='', temperature=1.0),
+    'PairwiseFocalLoss': dict(gamma=2.0, session_name='', ohem_ratio=1.0, temperature=1.0),
+    'PairwiseLogisticLoss': dict(temperature=1.0, session_name='', ohem_ratio=1.0,
+                                 use_label_margin=False),
+    'JRCLoss': dict(alpha=0.5, same_label_loss=True, loss_weight_strategy='fixed'),
 }
 
 # Scalar fields with a default that EasyRec does not have: this project's own fields
@@ -117,6 +126,8 @@ def messages():
         collect(spec)
 
   collect(easyrec.PIPELINE_FILE)
+  for message in schema.LOSS_PARAMS.values():  # the Loss message's one-of, wherever it is used
+    collect(message)
   return found
 
 

@@ -121,13 +121,14 @@ def label_errors(config, data):
   """The first label outside its tower's classes, as (row, message), or None.
 
   A CLASSIFICATION tower with num_class 1 takes labels 0 and 1; with num_class K, the
-  integers 0 .. K-1. EasyRec checks neither: its sigmoid cross entropy takes any number
-  (its AUC counts every non-zero label as positive), and its sparse softmax cross entropy
-  fails on CPU and gives NaN on GPU for a class out of range. L2_LOSS labels are any number.
+  integers 0 .. K-1; a JRC_LOSS tower (num_class 2) 0 and 1. EasyRec checks neither: its
+  sigmoid cross entropy takes any number (its AUC counts every non-zero label as positive),
+  and its sparse softmax cross entropy fails on CPU and gives NaN on GPU for a class out of
+  range. The labels of the other loss types are any number.
   """
   from mmoe_jax.config import task_towers  # config imports data (synthetic) lazily too
   for tower in task_towers(config.model_config):
-    if tower.loss_type != 'CLASSIFICATION':
+    if tower.loss_type not in ('CLASSIFICATION', 'JRC_LOSS'):
       continue
     labels = np.asarray(data.labels[tower.label_name])
     classes = max(tower.num_class, 2)
