@@ -496,3 +496,12 @@ def test_jrc_labels_are_checked_as_two_classes():
   assert row == 2 and 'integer in [0, 2)' in message
   labels['clk'] = np.array([0, 1, 1])
   assert data.label_errors(config, types.SimpleNamespace(labels=labels)) is None
+
+
+def test_esmm_cvr_tower_stays_classification_or_l2():
+  import esmm
+  config = esmm.get_config()
+  config.model_config.esmm.cvr_tower.update(loss_type='BINARY_FOCAL_LOSS', metrics_set=())
+  with pytest.raises(ConfigError, match=r'esmm\.cvr_tower\.loss_type: ESMM\'s cvr tower is '
+                                        r'CLASSIFICATION or L2_LOSS, got BINARY_FOCAL_LOSS'):
+    validate(config)
