@@ -249,9 +249,8 @@ def test_f1_reweighted_gradient_flows_through_the_negative_weight():
   assert np.abs(held - numeric).max() > 1e-3
 
 
-@pytest.mark.parametrize('same_label_loss', [True, False])
-@pytest.mark.parametrize('alpha', [0.5, 0.2])
-@pytest.mark.parametrize('w', [np.ones(B), W])
+@pytest.mark.parametrize('same_label_loss, alpha, w', [
+    (True, 0.5, np.ones(B)), (True, 0.2, W), (False, 0.5, W), (False, 0.2, np.ones(B))])
 def test_jrc_loss(same_label_loss, alpha, w):
   z2 = RNG.normal(size=(B, 2))
   param = complete(dict(session_name='user', alpha=alpha, same_label_loss=same_label_loss),
