@@ -14,7 +14,7 @@ import mmoe
 from mmoe_jax import data, metrics
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import ConfigError, complete, schema, validate
-from mmoe_jax.config.validate import LOSS_PARAM, validate_loss_param
+from mmoe_jax.config.validate import LOSS_PARAMS
 from mmoe_jax.models.layers import Dice, Dnn, DnnSpec
 from mmoe_jax.models.mmoe import head
 from mmoe_jax.training import losses
@@ -133,7 +133,7 @@ def ref_jrc(z, y, w, session, alpha=0.5, same_label_loss=True):
 
 
 def value(loss_type, z=Z, y=Y, w=W, param=None, session=None, **kw):
-  param = None if param is None else complete(param, schema.LOSS_PARAMS[LOSS_PARAM[loss_type]])
+  param = None if param is None else complete(param, schema.LOSS.fields[LOSS_PARAMS[loss_type]])
   return float(loss_value(loss_type, jnp.asarray(z, jnp.float32), jnp.asarray(y, jnp.float32),
                           jnp.asarray(w, jnp.float32), param,
                           None if session is None else jnp.asarray(session), **kw))
@@ -229,13 +229,13 @@ def test_no_pairs_give_zero():
 @pytest.mark.parametrize('param', [None, dict(f1_beta_square=4.0, label_smoothing=0.1),
                                    dict(f1_beta_square=0.25)])
 def test_f1_reweighted_loss(param):
-  p = complete(param or {}, schema.F1_REWEIGHED_LOSS)
+  p = complete(param or {}, schema.F1_REWEIGHTED_LOSS)
   np.testing.assert_allclose(value('F1_REWEIGHTED_LOSS', param=param),
                              ref_f1(Z, Y, W, p.f1_beta_square, p.label_smoothing), rtol=1e-5)
 
 
 def test_f1_reweighted_gradient_flows_through_the_negative_weight():
-  param = complete(dict(f1_beta_square=4.0), schema.F1_REWEIGHED_LOSS)
+  param = complete(dict(f1_beta_square=4.0), schema.F1_REWEIGHTED_LOSS)
   grad = jax.jit(jax.grad(lambda z: loss_value('F1_REWEIGHTED_LOSS', z, jnp.asarray(Y),
                                                jnp.asarray(W), param)))(jnp.asarray(Z, jnp.float32))
   h = 1e-5
@@ -329,8 +329,8 @@ def test_losses_compile_in_static_shapes():
 def test_parameter_messages_are_loss_protos_one_of():
   """Their defaults are in test_defaults.py; here: loss.proto's field names and order, and
   alpha / hinge_margin present only when set (EasyRec reads them under HasField)."""
-  assert list(schema.LOSS_PARAMS) == ['f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss',
-                                      'pairwise_focal_loss', 'pairwise_logistic_loss', 'jrc_loss']
+  assert schema.LOSS.oneof == ('f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss',
+                               'pairwise_focal_loss', 'pairwise_logistic_loss', 'jrc_loss')
   assert 'alpha' not in complete({}, schema.BINARY_FOCAL_LOSS)
   assert complete(dict(alpha=0.25), schema.BINARY_FOCAL_LOSS).alpha == 0.25
   assert 'hinge_margin' not in complete({}, schema.PAIRWISE_FOCAL_LOSS)
@@ -375,44 +375,46 @@ def test_tower_loss_type_errors_name_the_field(tower, match):
     validate(_tower_config(**tower))
 
 
-def _loss(**fields):
-  return complete(fields, schema.Message('Loss', oneof=tuple(schema.LOSS_PARAMS),
-                                         loss_type='CLASSIFICATION', **schema.LOSS_PARAMS))
-
-
 @pytest.mark.parametrize('loss, match', [
-    (dict(loss_type='PAIR_WISE_LOSS', jrc_loss=dict(session_name='user')),
-     r'losses\[1\]\.jrc_loss: parameters of another loss type; PAIR_WISE_LOSS takes '
-     r'pairwise_loss'),
-    (dict(loss_type='JRC_LOSS'), r'losses\[1\]\.jrc_loss\.session_name: JRC_LOSS needs sessions'),
     (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='')),
-     r'losses\[1\]\.jrc_loss\.session_name: JRC_LOSS needs sessions'),
-    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='usr')),
-     r"losses\[1\]\.jrc_loss\.session_name: unknown input field 'usr' \(did you mean 'user'"),
-    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user',
+     r'losses\[0\]\.jrc_loss\.session_name: JRC_LOSS needs sessions'),
+    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id',
                                               loss_weight_strategy='uncertainty')),
-     r"losses\[1\]\.jrc_loss\.loss_weight_strategy: 'uncertainty' is not implemented"),
-    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user', loss_weight_strategy='x')),
-     r"losses\[1\]\.jrc_loss\.loss_weight_strategy: 'x' is not one of"),
+     r"losses\[0\]\.jrc_loss\.loss_weight_strategy: 'uncertainty' is not implemented"),
+    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id', loss_weight_strategy='x')),
+     r"losses\[0\]\.jrc_loss\.loss_weight_strategy: 'x' is not one of"),
     (dict(loss_type='BINARY_FOCAL_LOSS', binary_focal_loss=dict(ohem_ratio=0.0)),
-     r'losses\[1\]\.binary_focal_loss\.ohem_ratio: 0.0 must be in \(0, 1\]'),
+     r'losses\[0\]\.binary_focal_loss\.ohem_ratio: 0.0 must be in \(0, 1\]'),
     (dict(loss_type='PAIRWISE_FOCAL_LOSS', pairwise_focal_loss=dict(gamma=-1.0)),
-     r'losses\[1\]\.pairwise_focal_loss\.gamma: -1.0 must be >= 0'),
+     r'losses\[0\]\.pairwise_focal_loss\.gamma: -1.0 must be >= 0'),
     (dict(loss_type='PAIRWISE_LOGISTIC_LOSS', pairwise_logistic_loss=dict(temperature=0.0)),
-     r'losses\[1\]\.pairwise_logistic_loss\.temperature: 0.0 must be > 0'),
+     r'losses\[0\]\.pairwise_logistic_loss\.temperature: 0.0 must be > 0'),
 ])
 def test_loss_parameter_errors_name_the_field(loss, match):
+  num_class = 2 if loss['loss_type'] == 'JRC_LOSS' else 1
   with pytest.raises(ConfigError, match=match):
-    validate_loss_param(_loss(**loss), 'task_towers[0].losses[1]', ['user', 'clk'])
+    validate(_tower_config(num_class=num_class, losses=(loss,)))
 
 
-def test_valid_loss_parameters_pass():
-  for loss in (dict(loss_type='PAIR_WISE_LOSS'), dict(loss_type='CLASSIFICATION'),
-               dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user',
-                                                        loss_weight_strategy='random_normal')),
-               dict(loss_type='PAIRWISE_FOCAL_LOSS',
-                    pairwise_focal_loss=dict(session_name='user', ohem_ratio=1.0))):
-    validate_loss_param(_loss(**loss), 'losses[0]', ['user'])
+@pytest.mark.parametrize('losses, head', [
+    ((dict(loss_type='F1_REWEIGHTED_LOSS'), dict(loss_type='PAIR_WISE_LOSS')),
+     'F1_REWEIGHTED_LOSS'),
+    ((dict(loss_type='PAIR_WISE_LOSS'), dict(loss_type='CLASSIFICATION')), 'CLASSIFICATION'),
+    ((dict(loss_type='SIGMOID_L2_LOSS'),), 'SIGMOID_L2_LOSS'),
+    ((dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id',
+                                               loss_weight_strategy='random_normal')),),
+     'JRC_LOSS')])
+def test_a_tower_with_losses_gets_their_head(losses, head):
+  num_class = 2 if head == 'JRC_LOSS' else 1
+  config = validate(_tower_config(num_class=num_class, losses=losses))
+  assert config.model_config.mmoe.task_towers[0].loss_type == head
+
+
+def test_losses_of_different_heads_are_an_error():
+  with pytest.raises(ConfigError, match=r'losses\[1\]\.loss_type: the head of SIGMOID_L2_LOSS '
+                                        r'differs from that of BINARY_FOCAL_LOSS'):
+    validate(_tower_config(losses=(dict(loss_type='BINARY_FOCAL_LOSS'),
+                                   dict(loss_type='SIGMOID_L2_LOSS'))))
 
 
 # ---- heads and metrics -----------------------------------------------------------------

@@ -21,10 +21,6 @@ AUC_LOSS_TYPES = ('CLASSIFICATION', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS', 'PAIR
                   'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
 # loss_type -> the num_class its head takes (rank_model.py asserts it); CLASSIFICATION: any
 LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS': 2}
-# loss_type -> the field of the Loss message's one-of `loss_param` that holds its parameters
-LOSS_PARAM = {'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
-              'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss',
-              'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss', 'JRC_LOSS': 'jrc_loss'}
 JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
 INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
@@ -114,6 +110,7 @@ def validate(config):
     _validate_esmm(model.esmm, groups, label_types)
   else:
     _validate_towers(params.task_towers, f'model_config.{section}', label_types)
+  _validate_training_signals(config, inputs)
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -556,6 +553,8 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
                         f'entry {i} to take it from')
     tower.label_name = label_fields[i]
   _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
+  if tower.losses:
+    tower.loss_type = _head_loss_type(tower, tpath)
   _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
   if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
     raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
@@ -603,38 +602,23 @@ LOSS_LIMITS = {
 }
 
 
-def validate_loss_param(loss, path, input_fields):
-  """The one-of parameters of a Loss message `loss` (with its loss_type): those of its own
-  loss type (EasyRec reads another type's message as its own and fails), within
-  LOSS_LIMITS, and a session_name naming an input field (EasyRec reads it from the
-  features). JRC_LOSS needs its jrc_loss, which names the sessions.
-
-  path: the Loss message's path, e.g. 'model_config.mmoe.task_towers[0].losses[1]';
-  input_fields: the names of data_config.input_fields.
-  """
-  given = [k for k in schema.LOSS_PARAMS if k in loss]
-  own = LOSS_PARAM.get(loss.loss_type)
-  if given and given[0] != own:
-    raise ConfigError(f'{path}.{given[0]}: parameters of another loss type; {loss.loss_type} '
-                      f'takes {own or "none"}')
-  if loss.loss_type == 'JRC_LOSS' and not given:
-    raise ConfigError(f'{path}.jrc_loss.session_name: JRC_LOSS needs sessions: set jrc_loss '
-                      '{ session_name: "<input field>" }')
-  if not given:
+def _check_loss_param(loss, lpath):
+  """The values of a `losses {}` entry's parameters (its own type's, _validate_loss checks):
+  LOSS_LIMITS, and jrc_loss's session and strategy."""
+  param = LOSS_PARAMS.get(loss.loss_type)
+  if param not in loss:
     return
-  param, ppath = loss[own], f'{path}.{own}'
+  values, ppath = loss[param], f'{lpath}.{param}'
   for key, (test, allowed) in LOSS_LIMITS.items():
-    if key in param and not test(param[key]):
-      raise ConfigError(f'{ppath}.{key}: {param[key]} must be {allowed}')
-  if param.get('session_name'):
-    _known(param.session_name, input_fields, f'{ppath}.session_name', 'input field')
+    if key in values and not test(values[key]):
+      raise ConfigError(f'{ppath}.{key}: {values[key]} must be {allowed}')
   if loss.loss_type == 'JRC_LOSS':
-    if not param.session_name:
+    if not values.session_name:
       raise ConfigError(f'{ppath}.session_name: JRC_LOSS needs sessions; name an input field')
-    if param.loss_weight_strategy == 'uncertainty':
+    if values.loss_weight_strategy == 'uncertainty':
       raise ConfigError(f"{ppath}.loss_weight_strategy: 'uncertainty' is not implemented in "
                         f"mmoe_jax (supported: {', '.join(JRC_STRATEGIES)})")
-    _one_of(param.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')
+    _one_of(values.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')
 
 
 def _validate_dnn(dnn, path):
@@ -665,6 +649,190 @@ def _known(name, known, path, what):
 def _one_of(value, allowed, path):
   if value not in allowed:
     raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
+
+
+# Loss types of a `losses {}` entry (config/easyrec.py LOSSES_LOSS_TYPES) -> its loss_param
+# oneof member; the others take none.
+LOSS_PARAMS = {'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss',
+               'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
+               'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'JRC_LOSS': 'jrc_loss'}
+LOSSES_LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'ORDER_CALIBRATE_LOSS', 'SIGMOID_L2_LOSS',
+                     *LOSS_PARAMS)
+# The loss types with a head of their own (models/mmoe.py `head`): y = o, y = sigmoid(o), and
+# JRC's class-1 probs. Every other type's head is CLASSIFICATION's: logits and probs.
+OWN_HEADS = ('L2_LOSS', 'SIGMOID_L2_LOSS', 'JRC_LOSS')
+LOSS_WEIGHT_STRATEGIES = ('Fixed', 'Uncertainty', 'Random')
+SAMPLE_WEIGHT_REDUCTIONS = ('SUM_BY_NONZERO_WEIGHTS', 'WEIGHTED_MEAN')
+
+
+def _head_loss_type(tower, tpath):
+  """The loss_type whose outputs a tower with `losses` gets: EasyRec gives it the union of
+  its losses' heads (and ignores loss_type); mmoe_jax gives a tower one head, so its losses
+  must agree on it. Losses of CLASSIFICATION's head give CLASSIFICATION if one is, else
+  the first's type (their metrics rules differ, mtl.md 8)."""
+  heads = {}
+  for k, loss in enumerate(tower.losses):
+    path = f'{tpath}.losses[{k}].loss_type'
+    _one_of(loss.loss_type, LOSSES_LOSS_TYPES, path)
+    if loss.loss_type != 'ORDER_CALIBRATE_LOSS':
+      head = loss.loss_type if loss.loss_type in OWN_HEADS else 'CLASSIFICATION'
+      heads.setdefault(head, (path, loss.loss_type))
+  if not heads:
+    raise ConfigError(f'{tpath}.losses: ORDER_CALIBRATE_LOSS alone gives the tower no output; '
+                      'add the loss that trains it (e.g. CLASSIFICATION)')
+  if len(heads) > 1:
+    (first, a), (second, b) = list(heads.values())[:2]
+    raise ConfigError(f'{second}: the head of {b} differs from that of {a} ({first}); '
+                      'mmoe_jax gives a tower one head')
+  head, (_, first_type) = next(iter(heads.items()))
+  if head != 'CLASSIFICATION' or any(l.loss_type == 'CLASSIFICATION' for l in tower.losses):
+    return head
+  return first_type
+
+
+def _validate_training_signals(config, inputs):
+  """Sample weights, task spaces, several losses per tower and their weighting
+  (docs/training_signals.md): the fields exist, and what EasyRec ignores silently is an
+  error here."""
+  data, model = config.data_config, config.model_config
+  section = f'model_config.{MODEL_PARAMS[model.model_class]}'
+  _one_of(model.loss_weight_strategy, LOSS_WEIGHT_STRATEGIES, 'model_config.loss_weight_strategy')
+  _one_of(model.sample_weight_reduction, SAMPLE_WEIGHT_REDUCTIONS,
+          'model_config.sample_weight_reduction')
+  if data.sample_weight:
+    _known(data.sample_weight, inputs, 'data_config.sample_weight', 'input field')
+  raw_columns = [('data_config.sample_weight', data.sample_weight)] if data.sample_weight else []
+  if model.model_class == 'ESMM':
+    _esmm_signals(config)
+    return
+  towers = model_params(model).task_towers
+  names = {t.tower_name: t for t in towers}
+  calibrated = None
+  min_weights = []
+  for i, tower in enumerate(towers):
+    tpath = f'{section}.task_towers[{i}]'
+    if tower.task_space_indicator_label:
+      _known(tower.task_space_indicator_label, data.label_fields,
+             f'{tpath}.task_space_indicator_label', 'label field')
+    if bool(tower.task_space_indicator_name) != bool(tower.task_space_indicator_value):
+      unset = ('task_space_indicator_value' if tower.task_space_indicator_name
+               else 'task_space_indicator_name')
+      raise ConfigError(f'{tpath}.{unset}: unset, so the other task_space_indicator field has '
+                        'no effect (EasyRec needs both); set both or neither')
+    if tower.task_space_indicator_name:
+      name_path = f'{tpath}.task_space_indicator_name'
+      _known(tower.task_space_indicator_name, inputs, name_path, 'input field')
+      if inputs[tower.task_space_indicator_name].input_type != 'STRING':
+        raise ConfigError(f'{name_path}: input field {tower.task_space_indicator_name!r} is '
+                          f'{inputs[tower.task_space_indicator_name].input_type}; EasyRec '
+                          'compares it with task_space_indicator_value as a string, so it must '
+                          'be STRING')
+      raw_columns.append((name_path, tower.task_space_indicator_name))
+    if tower.pareto_min_loss_weight < 0:
+      raise ConfigError(f'{tpath}.pareto_min_loss_weight: {tower.pareto_min_loss_weight} must '
+                        'be >= 0')
+    min_weights += [tower.pareto_min_loss_weight] * len(loss_keys_of(tower))
+    for k, loss in enumerate(tower.losses):
+      lpath = f'{tpath}.losses[{k}]'
+      session = _validate_loss(loss, tower, lpath, model, inputs, names)
+      if session:
+        raw_columns.append(session)
+      if loss.loss_type == 'ORDER_CALIBRATE_LOSS':
+        if calibrated not in (None, tower.tower_name):
+          raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS is also on tower '
+                            f'{calibrated!r}; both would write the one key '
+                            "'order_calibrate_loss' (EasyRec keeps the last)")
+        calibrated = tower.tower_name
+  if model.use_pareto_loss_weight:
+    if model.loss_weight_strategy != 'Fixed':
+      raise ConfigError(f'model_config.use_pareto_loss_weight: replaces the loss weights, so '
+                        f'loss_weight_strategy must be Fixed, got {model.loss_weight_strategy}')
+    if sum(min_weights) >= 1:
+      raise ConfigError(f'{section}.task_towers[].pareto_min_loss_weight: the least weights '
+                        f'of all losses sum to {sum(min_weights):g}; it must be < 1')
+  _raw_columns_readable(config, raw_columns)
+
+
+def loss_keys_of(tower):
+  """The entries a tower adds to the loss dict, as (loss index or None, loss_type): one
+  per loss but ORDER_CALIBRATE_LOSS, whose terms make one entry when the tower has
+  relation_tower_names (and none without); a tower without `losses`: (None, loss_type)."""
+  if not tower.losses:
+    return ((None, tower.loss_type),)
+  entries = tuple((k, loss.loss_type) for k, loss in enumerate(tower.losses)
+                  if loss.loss_type != 'ORDER_CALIBRATE_LOSS')
+  calibrate = [k for k, loss in enumerate(tower.losses) if loss.loss_type == 'ORDER_CALIBRATE_LOSS']
+  if calibrate and tower.get('relation_tower_names'):
+    entries += ((calibrate[0], 'ORDER_CALIBRATE_LOSS'),)
+  return entries
+
+
+def _validate_loss(loss, tower, lpath, model, inputs, towers):
+  """One `losses {}` entry; returns (field path, input field) of its session_name, if any."""
+  kind = loss.loss_type
+  param = LOSS_PARAMS.get(kind)
+  given = [name for name in LOSS_PARAMS.values() if name in loss]
+  if given and given != [param]:
+    raise ConfigError(f'{lpath}.{given[0]}: parameters of another loss type than {kind}')
+  if loss.learn_loss_weight:
+    if model.loss_weight_strategy != 'Uncertainty':
+      raise ConfigError(f'{lpath}.learn_loss_weight: needs model_config.loss_weight_strategy '
+                        f'Uncertainty, got {model.loss_weight_strategy} (EasyRec raises too)')
+    if kind == 'ORDER_CALIBRATE_LOSS':
+      raise ConfigError(f'{lpath}.learn_loss_weight: ORDER_CALIBRATE_LOSS has no learnt weight '
+                        '(EasyRec ignores it)')
+  classes = 2 if kind == 'JRC_LOSS' else None if kind == 'CLASSIFICATION' else 1
+  if classes and tower.num_class != classes:
+    raise ConfigError(f'{lpath}.loss_type: {kind} needs num_class {classes}, the tower has '
+                      f'{tower.num_class}')
+  if kind == 'ORDER_CALIBRATE_LOSS':
+    for j, name in enumerate(tower.get('relation_tower_names', ())):
+      other = towers.get(name)
+      if other is not None and (other.loss_type != 'CLASSIFICATION' or other.num_class != 1):
+        raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS compares probs with '
+                          f'tower {name!r} (relation_tower_names[{j}]), which has no binary '
+                          'probs (it needs CLASSIFICATION, num_class 1)')
+  if kind == 'JRC_LOSS' and 'jrc_loss' not in loss:
+    raise ConfigError(f'{lpath}.jrc_loss: JRC_LOSS needs jrc_loss {{ session_name }} (EasyRec '
+                      'fails without it)')
+  _check_loss_param(loss, lpath)
+  if param and param in loss and loss[param].get('session_name'):
+    spath = f'{lpath}.{param}.session_name'
+    _known(loss[param].session_name, inputs, spath, 'input field')
+    return spath, loss[param].session_name
+  return None
+
+
+def _esmm_signals(config):
+  """ESMM has its own losses (EasyRec ignores these fields there): errors."""
+  model = config.model_config
+  for name in ('cvr_tower', 'ctr_tower'):
+    tower = model.esmm[name]
+    for field in ('losses', 'task_space_indicator_label', 'task_space_indicator_name',
+                  'task_space_indicator_value'):
+      if tower[field]:
+        raise ConfigError(f'model_config.esmm.{name}.{field}: ESMM computes its own losses and '
+                          'ignores this field (EasyRec too); remove it')
+  if config.data_config.sample_weight:
+    raise ConfigError('data_config.sample_weight: not supported with model_class ESMM (EasyRec '
+                      "weighs only ESMM's L2 cvr loss with it)")
+  for field, default in (('loss_weight_strategy', 'Fixed'), ('use_pareto_loss_weight', False)):
+    if model[field] != default:
+      raise ConfigError(f'model_config.{field}: ESMM computes its own losses and ignores this '
+                        'field (EasyRec too); remove it')
+
+
+def _raw_columns_readable(config, raw_columns):
+  """Sample weights, task-space fields and session ids are read from the CSV's raw columns
+  (data/signals.py): not from a tfds dataset or the generated task_correlation data."""
+  if not raw_columns:
+    return
+  path = raw_columns[0][0]
+  if config.data_config.input_type == 'TFDSInput':
+    raise ConfigError(f"{path}: not supported with data_config.input_type 'TFDSInput' (it is "
+                      'read from the raw CSV columns)')
+  if not config.train_input_path and 'task_correlation' in config.synthetic:
+    raise ConfigError(f'{path}: the synthetic.task_correlation data has no such column')
 
 
 # model_class -> the checks of its own model section (every model's towers are checked)

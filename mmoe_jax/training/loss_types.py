@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from mmoe_jax.config import complete, schema
-from mmoe_jax.config.validate import L2_TYPES, LOSS_PARAM, LOSS_TYPES as _NAMES
+from mmoe_jax.config.validate import L2_TYPES, LOSS_PARAMS, LOSS_TYPES as _NAMES
 
 LOSS_TYPES = frozenset(_NAMES)
 
@@ -46,8 +46,8 @@ def loss_value(loss_type, logits, label, weight, loss_param=None, session=None, 
     logits: the tower's output o, [B] (num_class 1) or [B, C].
     label: [B], float (integer classes for a softmax: CLASSIFICATION with C > 1, JRC_LOSS).
     weight: [B] per-sample weights (sample weight and task-space factors).
-    loss_param: the Loss message's one-of parameters of this type (a ConfigDict with
-      EasyRec's field names), or None: its defaults.
+    loss_param: the Loss message's one-of parameters of this type (a ConfigDict of
+      schema.LOSS.fields[validate.LOSS_PARAMS[loss_type]]), or None: its defaults.
     session: [B] int session ids (equal ids, one session), or None: the whole batch is
       one session. Pairwise losses pair only within a session; JRC_LOSS needs it.
     rng: a PRNG key for JRC_LOSS's random loss_weight_strategy values.
@@ -81,11 +81,11 @@ def loss_value(loss_type, logits, label, weight, loss_param=None, session=None, 
 
 def _params(loss_type, loss_param):
   """The loss's parameters: `loss_param`, or its message's defaults (None for types without)."""
-  if loss_param is not None or loss_type not in LOSS_PARAM:
+  if loss_param is not None or loss_type not in LOSS_PARAMS:
     return loss_param
-  field = LOSS_PARAM[loss_type]
+  field = LOSS_PARAMS[loss_type]
   required = {'session_name': ''} if field == 'jrc_loss' else {}  # unset: checked by jrc()
-  return complete(required, schema.LOSS_PARAMS[field], field)
+  return complete(required, schema.LOSS.fields[field], field)
 
 
 def nzmean(losses, weights):
