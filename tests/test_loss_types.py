@@ -411,8 +411,8 @@ def test_a_tower_with_losses_gets_their_head(losses, head):
 
 
 def test_losses_of_different_heads_are_an_error():
-  with pytest.raises(ConfigError, match=r'losses\[1\]\.loss_type: the head of SIGMOID_L2_LOSS '
-                                        r'differs from that of BINARY_FOCAL_LOSS'):
+  with pytest.raises(ConfigError, match=r'losses\[1\]\.loss_type: mixes an SIGMOID_L2_LOSS head '
+                                        r'with the BINARY_FOCAL_LOSS head of .*losses\[0\]'):
     validate(_tower_config(losses=(dict(loss_type='BINARY_FOCAL_LOSS'),
                                    dict(loss_type='SIGMOID_L2_LOSS'))))
 

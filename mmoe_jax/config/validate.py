@@ -682,7 +682,8 @@ def _head_loss_type(tower, tpath):
                       'add the loss that trains it (e.g. CLASSIFICATION)')
   if len(heads) > 1:
     (first, a), (second, b) = list(heads.values())[:2]
-    raise ConfigError(f'{second}: the head of {b} differs from that of {a} ({first}); '
+    article = 'an' if b[0] in 'AEFILMNORSX' else 'a'  # as the letter is spoken
+    raise ConfigError(f'{second}: mixes {article} {b} head with the {a} head of {first}; '
                       'mmoe_jax gives a tower one head')
   head, (_, first_type) = next(iter(heads.items()))
   if head != 'CLASSIFICATION' or any(l.loss_type == 'CLASSIFICATION' for l in tower.losses):
