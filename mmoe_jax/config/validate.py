@@ -21,7 +21,11 @@ AUC_LOSS_TYPES = ('CLASSIFICATION', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS', 'PAIR
                   'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
 # loss_type -> the num_class its head takes (rank_model.py asserts it); CLASSIFICATION: any
 LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS': 2}
-JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
+# jrc_loss.loss_weight_strategy values a run takes. loss_types.py also computes EasyRec's
+# 'random_uniform', 'random_normal' and 'random_bernoulli' given an rng, which the training
+# step does not pass it yet; 'uncertainty' (two learnt weights) is not implemented.
+JRC_STRATEGIES = ('fixed',)
+JRC_RANDOM_STRATEGIES = ('random_uniform', 'random_normal', 'random_bernoulli')
 INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear',
@@ -615,9 +619,9 @@ def _check_loss_param(loss, lpath):
   if loss.loss_type == 'JRC_LOSS':
     if not values.session_name:
       raise ConfigError(f'{ppath}.session_name: JRC_LOSS needs sessions; name an input field')
-    if values.loss_weight_strategy == 'uncertainty':
-      raise ConfigError(f"{ppath}.loss_weight_strategy: 'uncertainty' is not implemented in "
-                        f"mmoe_jax (supported: {', '.join(JRC_STRATEGIES)})")
+    if values.loss_weight_strategy in JRC_RANDOM_STRATEGIES + ('uncertainty',):
+      raise ConfigError(f'{ppath}.loss_weight_strategy: {values.loss_weight_strategy!r} is not '
+                        f"implemented in mmoe_jax yet (supported: {', '.join(JRC_STRATEGIES)})")
     _one_of(values.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')
 
 
