@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmoe_jax.config import ConfigError, loss_keys_of, task_towers
+from mmoe_jax.config import ConfigError, loss_keys_of, schema, task_towers
 from mmoe_jax.config.validate import MODEL_PARAMS
 from mmoe_jax.data import signals
 from mmoe_jax.models.layers import l2_loss
@@ -153,7 +153,7 @@ def _tower_terms(tower, tpath, slot):
                             calibrations=calibrations))
       continue
     _check_implemented(loss.loss_type, f'{lpath}.loss_type')
-    param = next((loss[name] for name in signals.LOSS_PARAMS if name in loss), None)
+    param = next((loss[name] for name in schema.LOSS_PARAMS if name in loss), None)
     session = signals.session_name(loss)
     terms.append(LossTerm(loss_key(loss.loss_type, loss.loss_name, tower.tower_name),
                           tower.tower_name, loss.loss_type, lpath, loss.weight * tower.weight,
@@ -201,9 +201,9 @@ def sample_weights(labels, spec, batch_size, reduction='SUM_BY_NONZERO_WEIGHTS')
   return w
 
 
-def loss_value(term, logits, label, weight, num_class, session=None):
+def loss_value(term, logits, label, weight, num_class, session=None, rng=None):
   """One loss reduced over the batch with per-sample `weight` (EasyRec's reduction), before
-  any loss weight."""
+  any loss weight; rng: JRC_LOSS's key for its random loss_weight_strategy values."""
   logits = logits.astype(jnp.float32)
   if term.loss_type == 'L2_LOSS':
     return nzmean(jnp.square(label - logits), weight)
@@ -213,7 +213,9 @@ def loss_value(term, logits, label, weight, num_class, session=None):
     else:
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, label.astype(jnp.int32))
     return nzmean(loss, weight)
-  return loss_types.loss_value(term.loss_type, logits, label, weight, term.loss_param, session)
+  extra = {'rng': rng} if term.loss_type == 'JRC_LOSS' else {}
+  return loss_types.loss_value(term.loss_type, logits, label, weight, term.loss_param, session,
+                               **extra)
 
 
 def order_calibrate(term, logits):
@@ -242,7 +244,8 @@ def task_losses(logits, labels, plan, rng=None, learnt=None):
       continue
     spec = plan.towers[term.tower]
     value = loss_value(term, logits[term.tower], labels[spec.label], weights_by_tower[term.tower],
-                       spec.num_class, labels[term.session] if term.session else None)
+                       spec.num_class, labels[term.session] if term.session else None,
+                       jax.random.fold_in(rng, term.slot) if rng is not None else None)
     if term.learnt:
       s = learnt[term.key]
       scale = (0.5 if term.loss_type in HALF_UNCERTAINTY else 1.0) * jnp.exp(-s)
