@@ -66,10 +66,9 @@ EVAL_METRICS = Message(
     accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
 )
 
-# easy_rec/python/protos/loss.proto: the parameters of the Loss message's one-of `loss_param`,
-# one message per loss type (loss_types.py reads them). A scalar Optional(float) is unset
-# unless given, as proto's HasField: EasyRec reads alpha and hinge_margin only when set.
-F1_REWEIGHED_LOSS = Message('F1ReweighedLoss', f1_beta_square=1.0, label_smoothing=0.0)
+# easy_rec/python/protos/loss.proto: the parameters of the loss types with some (the
+# `loss_param` oneof of Loss). Optional(float) fields matter only when set, as in EasyRec.
+F1_REWEIGHTED_LOSS = Message('F1ReweighedLoss', f1_beta_square=1.0, label_smoothing=0.0)
 BINARY_FOCAL_LOSS = Message('BinaryFocalLoss', gamma=2.0, alpha=Optional(float), ohem_ratio=1.0,
                             label_smoothing=0.0)
 PAIRWISE_LOSS = Message('PairwiseLoss', margin=0.0, session_name='', temperature=1.0)
@@ -77,35 +76,41 @@ PAIRWISE_FOCAL_LOSS = Message(
     'PairwiseFocalLoss',
     gamma=2.0,
     alpha=Optional(float),
-    hinge_margin=Optional(float),  # the proto's [default = 1.0] is never read: unset = no margin
+    hinge_margin=Optional(float),  # proto default 1.0, but EasyRec reads it only when set
     session_name='',
     ohem_ratio=1.0,
     temperature=1.0,
 )
-PAIRWISE_LOGISTIC_LOSS = Message('PairwiseLogisticLoss', temperature=1.0, session_name='',
-                                 hinge_margin=Optional(float), ohem_ratio=1.0,
-                                 use_label_margin=False)
-JRC_LOSS = Message('JRCLoss', session_name=REQUIRED, alpha=0.5, same_label_loss=True,
-                   loss_weight_strategy='fixed')
-# The one-of's members mmoe_jax implements, by field name, in loss.proto's order: the
-# fields of the Loss message, which names them in its `oneof`.
-LOSS_PARAMS = {
-    'f1_reweighted_loss': F1_REWEIGHED_LOSS,
-    'binary_focal_loss': BINARY_FOCAL_LOSS,
-    'pairwise_loss': PAIRWISE_LOSS,
-    'pairwise_focal_loss': PAIRWISE_FOCAL_LOSS,
-    'pairwise_logistic_loss': PAIRWISE_LOGISTIC_LOSS,
-    'jrc_loss': JRC_LOSS,
-}
-# easy_rec/python/protos/loss.proto: one loss of a tower (TaskTower.losses)
+PAIRWISE_LOGISTIC_LOSS = Message(
+    'PairwiseLogisticLoss',
+    temperature=1.0,
+    session_name='',
+    hinge_margin=Optional(float),
+    ohem_ratio=1.0,
+    use_label_margin=False,
+)
+JRC_LOSS = Message(
+    'JRCLoss',
+    session_name=REQUIRED,
+    alpha=0.5,
+    same_label_loss=True,
+    loss_weight_strategy='fixed',
+)
 LOSS = Message(
     'Loss',
-    oneof=tuple(LOSS_PARAMS),
-    loss_type=REQUIRED,  # CLASSIFICATION, L2_LOSS, ORDER_CALIBRATE_LOSS or a loss_types.py type
+    oneof=('f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss', 'pairwise_focal_loss',
+           'pairwise_logistic_loss', 'jrc_loss'),
+    loss_type=REQUIRED,  # CLASSIFICATION, L2_LOSS, ORDER_CALIBRATE_LOSS, or a type of
+    # training/loss_types.py
     weight=1.0,
     loss_name='',  # '' = the type's key (training/losses.py)
     learn_loss_weight=False,  # loss_weight_strategy Uncertainty: learn this loss's weight
-    **LOSS_PARAMS,
+    f1_reweighted_loss=F1_REWEIGHTED_LOSS,
+    binary_focal_loss=BINARY_FOCAL_LOSS,
+    pairwise_loss=PAIRWISE_LOSS,
+    pairwise_focal_loss=PAIRWISE_FOCAL_LOSS,
+    pairwise_logistic_loss=PAIRWISE_LOGISTIC_LOSS,
+    jrc_loss=JRC_LOSS,
 )
 
 # easy_rec/python/protos/tower.proto

@@ -583,46 +583,40 @@ def _one_of(value, allowed, path):
     raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
 
 
-# loss_type -> the field of the Loss message's one-of `loss_param` that holds its parameters
-LOSS_PARAM = {'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
-              'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss',
-              'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss', 'JRC_LOSS': 'jrc_loss'}
-# The types a `losses {}` entry may name (training/losses.py refuses those not implemented).
+# Loss types of a `losses {}` entry (config/easyrec.py LOSSES_LOSS_TYPES) -> its loss_param
+# oneof member; the others take none.
+LOSS_PARAMS = {'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss',
+               'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
+               'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'JRC_LOSS': 'jrc_loss'}
 LOSSES_LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'ORDER_CALIBRATE_LOSS', 'SIGMOID_L2_LOSS',
-                     *LOSS_PARAM)
-# The output head of a loss type, where it is not the binary head (logits_, probs_) that
-# CLASSIFICATION and the other binary types share; a tower with `losses` has one head.
-HEADS = {'L2_LOSS': 'y', 'SIGMOID_L2_LOSS': 'y = sigmoid(o)', 'JRC_LOSS': 'two-class softmax'}
+                     *LOSS_PARAMS)
+# The loss types whose output head is L2_LOSS's (y = o); SIGMOID_L2_LOSS's head (y = sigmoid(o))
+# is not implemented. Every other type reads logits and probs, CLASSIFICATION's head.
+L2_HEADS = ('L2_LOSS',)
 LOSS_WEIGHT_STRATEGIES = ('Fixed', 'Uncertainty', 'Random')
 SAMPLE_WEIGHT_REDUCTIONS = ('SUM_BY_NONZERO_WEIGHTS', 'WEIGHTED_MEAN')
 
 
 def _head_loss_type(tower, tpath):
-  """The loss_type whose outputs a tower with `losses` gets, that of its first loss (not
-  ORDER_CALIBRATE_LOSS): EasyRec gives the tower the union of its losses' heads (and
-  ignores loss_type); mmoe_jax gives a tower one head, so its losses must agree on it. A
-  binary type without a tower-level head here reads CLASSIFICATION's, the same outputs."""
-  first = None
+  """The loss_type whose outputs a tower with `losses` gets: EasyRec gives it the union of
+  its losses' heads (and ignores loss_type); mmoe_jax gives a tower one head, so its losses
+  must agree on it."""
+  heads = {}
   for k, loss in enumerate(tower.losses):
     path = f'{tpath}.losses[{k}].loss_type'
     _one_of(loss.loss_type, LOSSES_LOSS_TYPES, path)
-    if loss.loss_type == 'ORDER_CALIBRATE_LOSS':
-      continue
-    head = HEADS.get(loss.loss_type, 'binary')
-    if first is None:
-      first = (loss.loss_type, head, path)
-    elif head != first[1]:
-      raise ConfigError(f'{path}: its {head} head differs from the {first[1]} head of '
-                        f'{first[2]} ({first[0]}); mmoe_jax gives a tower one head')
-  if first is None:
+    if loss.loss_type == 'SIGMOID_L2_LOSS':
+      raise ConfigError(f'{path}: SIGMOID_L2_LOSS needs its own output head (y = sigmoid(o)), '
+                        'not implemented in mmoe_jax yet')
+    if loss.loss_type != 'ORDER_CALIBRATE_LOSS':
+      heads.setdefault('L2_LOSS' if loss.loss_type in L2_HEADS else 'CLASSIFICATION', path)
+  if not heads:
     raise ConfigError(f'{tpath}.losses: ORDER_CALIBRATE_LOSS alone gives the tower no output; '
                       'add the loss that trains it (e.g. CLASSIFICATION)')
-  if first[0] in LOSS_TYPES:
-    return first[0]
-  if first[1] == 'binary' or first[0] == 'JRC_LOSS':
-    return 'CLASSIFICATION'  # JRC: CLASSIFICATION's head of num_class 2
-  raise ConfigError(f'{first[2]}: {first[0]} needs its own output head ({first[1]}), not '
-                    'implemented in this version of mmoe_jax')
+  if len(heads) > 1:
+    raise ConfigError(f'{heads["L2_LOSS"]}: mixes an L2_LOSS head (y) with the probs head of '
+                      f'{heads["CLASSIFICATION"]}; mmoe_jax gives a tower one head')
+  return next(iter(heads))
 
 
 def _validate_training_signals(config, inputs):
@@ -705,8 +699,8 @@ def loss_keys_of(tower):
 def _validate_loss(loss, tower, lpath, model, inputs, towers):
   """One `losses {}` entry; returns (field path, input field) of its session_name, if any."""
   kind = loss.loss_type
-  param = LOSS_PARAM.get(kind)
-  given = [name for name in LOSS_PARAM.values() if name in loss]
+  param = LOSS_PARAMS.get(kind)
+  given = [name for name in LOSS_PARAMS.values() if name in loss]
   if given and given != [param]:
     raise ConfigError(f'{lpath}.{given[0]}: parameters of another loss type than {kind}')
   if loss.learn_loss_weight:

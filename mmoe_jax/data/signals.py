@@ -20,10 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmoe_jax.config import schema
 from mmoe_jax.data import features
 
 SAMPLE_WEIGHT = '@sample_weight'
+# The loss_param members that may name a session (config/schema.py LOSS).
+LOSS_PARAMS = ('f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss', 'pairwise_focal_loss',
+               'pairwise_logistic_loss', 'jrc_loss')
 
 
 def mask_key(name, value):
@@ -36,7 +38,7 @@ def session_key(name):
 
 def session_name(loss):
   """The input field a `losses {}` entry's parameters name as session_name, or ''."""
-  param = next((loss[p] for p in schema.LOSS_PARAMS if p in loss), None)
+  param = next((loss[p] for p in LOSS_PARAMS if p in loss), None)
   return param.get('session_name', '') if param is not None else ''
 
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmoe_jax.config import ConfigError, loss_keys_of, schema, task_towers
+from mmoe_jax.config import ConfigError, loss_keys_of, task_towers
 from mmoe_jax.config.validate import MODEL_PARAMS
 from mmoe_jax.data import signals
 from mmoe_jax.models.layers import l2_loss
@@ -153,7 +153,7 @@ def _tower_terms(tower, tpath, slot):
                             calibrations=calibrations))
       continue
     _check_implemented(loss.loss_type, f'{lpath}.loss_type')
-    param = next((loss[name] for name in schema.LOSS_PARAMS if name in loss), None)
+    param = next((loss[name] for name in signals.LOSS_PARAMS if name in loss), None)
     session = signals.session_name(loss)
     terms.append(LossTerm(loss_key(loss.loss_type, loss.loss_name, tower.tower_name),
                           tower.tower_name, loss.loss_type, lpath, loss.weight * tower.weight,
