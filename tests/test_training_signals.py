@@ -417,7 +417,7 @@ def test_pareto_step_weighs_the_losses_inside_the_jitted_step(tmp_path):
     (dict(data='sample_weight: "weight"'),
      r"data_config\.sample_weight: unknown input field 'weight'"),
     (dict(cvr='losses { loss_type: JRC_LOSS }'),
-     r'task_towers\[1\]\.losses\[0\]\.loss_type: JRC_LOSS needs num_class 2'),
+     r'task_towers\[1\]\.(losses\[0\]\.loss_type|num_class): JRC_LOSS needs num_class 2'),
     (dict(cvr='num_class: 2 losses { loss_type: JRC_LOSS }'),
      r'task_towers\[1\]\.losses\[0\]\.jrc_loss: JRC_LOSS needs jrc_loss'),
     (dict(cvr='losses { loss_type: BINARY_FOCAL_LOSS pairwise_loss { } }'),
@@ -532,3 +532,41 @@ def test_a_towers_losses_give_it_their_head(tmp_path):
     with pytest.raises(ConfigError, match=r'task_towers\[1\]\.losses\[0\]\.loss_type: '
                        'SIGMOID_L2_LOSS needs its own output head'):
       load(tmp_path, cvr=cvr)
+
+
+
+# -- sessions (pairwise and JRC losses) --
+
+SESSION = 'losses { loss_type: CLASSIFICATION } losses { loss_type: PAIR_WISE_LOSS ' \
+          'pairwise_loss { session_name: "user" } }'
+
+
+def test_session_ids_are_read_from_the_raw_column(tmp_path):
+  from mmoe_jax import data as data_lib
+  from mmoe_jax.data import signals
+  config = load(tmp_path, ctr=SESSION)
+  columns = data_lib.load(config.train_input_path, config)
+  ids = np.asarray(columns.labels[signals.session_key('user')])
+  users = [line.split(',')[2] for line in open(config.train_input_path)]
+  assert ids.dtype == np.int32 and len(ids) == len(users) == ROWS
+  same_user = np.equal.outer(users, users)
+  np.testing.assert_array_equal(np.equal.outer(ids, ids), same_user)
+
+
+def test_a_pairwise_loss_gets_the_sessions_and_the_weights(tmp_path):
+  """PAIR_WISE_LOSS (mtl.md 7): pairs (i, j) of one session with y_i > y_j, softplus(z_j -
+  z_i), nzmean with the higher sample's weight; here with sample weights."""
+  pytest.importorskip('mmoe_jax.training.loss_types')
+  from mmoe_jax.data import signals
+  plan = losses.LossPlan.of(load(tmp_path, ctr=SESSION, data='sample_weight: "w"'))
+  z = np.array([2.0, -1.0, 0.5, 0.3, 1.0])
+  y = np.array([1.0, 0.0, 0.0, 1.0, 0.0])
+  w = np.array([1.0, 2.0, 0.5, 3.0, 1.0])
+  session = np.array([0, 0, 1, 1, 0], np.int32)
+  labels = {'clk': jnp.asarray(y), 'buy': jnp.zeros(5), signals.SAMPLE_WEIGHT: jnp.asarray(w),
+            signals.session_key('user'): jnp.asarray(session)}
+  values, _ = losses.task_losses({'ctr': jnp.asarray(z), 'cvr': jnp.zeros(5)}, labels, plan)
+  pairs = [(i, j) for i in range(5) for j in range(5)
+           if y[i] > y[j] and session[i] == session[j]]
+  want = sum(w[i] * np.log1p(np.exp(-(z[i] - z[j]))) for i, j in pairs) / len(pairs)
+  np.testing.assert_allclose(values['pair_wise_loss_ctr'], want, rtol=1e-5)
