@@ -39,7 +39,8 @@ ORDER_CALIBRATE = 'ORDER_CALIBRATE_LOSS'
 CALIBRATE_KEY = 'order_calibrate_loss'
 # Where the step's metrics log the weight each loss got (Random, Uncertainty, Pareto).
 WEIGHT_PREFIX = 'loss_weight/'
-# Frank-Wolfe iterations of the Pareto weights beyond two losses (fixed, inside the step).
+# Frank-Wolfe iterations of the Pareto weights beyond two losses (fixed, inside the step);
+# pairwise steps converge linearly, so this is exact to float precision for a few losses.
 PARETO_ITERATIONS = 100
 
 
@@ -200,9 +201,9 @@ def sample_weights(labels, spec, batch_size, reduction='SUM_BY_NONZERO_WEIGHTS')
   return w
 
 
-def loss_value(term, logits, label, weight, num_class, session=None):
+def loss_value(term, logits, label, weight, num_class, session=None, rng=None):
   """One loss reduced over the batch with per-sample `weight` (EasyRec's reduction), before
-  any loss weight."""
+  any loss weight; rng: JRC_LOSS's key for its random loss_weight_strategy values."""
   logits = logits.astype(jnp.float32)
   if term.loss_type == 'L2_LOSS':
     return nzmean(jnp.square(label - logits), weight)
@@ -212,7 +213,9 @@ def loss_value(term, logits, label, weight, num_class, session=None):
     else:
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, label.astype(jnp.int32))
     return nzmean(loss, weight)
-  return loss_types.loss_value(term.loss_type, logits, label, weight, term.loss_param, session)
+  extra = {'rng': rng} if term.loss_type == 'JRC_LOSS' else {}
+  return loss_types.loss_value(term.loss_type, logits, label, weight, term.loss_param, session,
+                               **extra)
 
 
 def order_calibrate(term, logits):
@@ -241,7 +244,8 @@ def task_losses(logits, labels, plan, rng=None, learnt=None):
       continue
     spec = plan.towers[term.tower]
     value = loss_value(term, logits[term.tower], labels[spec.label], weights_by_tower[term.tower],
-                       spec.num_class, labels[term.session] if term.session else None)
+                       spec.num_class, labels[term.session] if term.session else None,
+                       jax.random.fold_in(rng, term.slot) if rng is not None else None)
     if term.learnt:
       s = learnt[term.key]
       scale = (0.5 if term.loss_type in HALF_UNCERTAINTY else 1.0) * jnp.exp(-s)
@@ -268,7 +272,7 @@ def pareto_weights(gram, min_weights, iterations=PARETO_ITERATIONS):
   """The Pareto weights w + c (mtl.md 6.5) of K losses whose gradients G have Gram matrix
   `gram` = G G^T: the a minimising |sum_k a_k G_k|^2 over {a >= c, sum a = 1}, c the least
   weights (sum c < 1). Two losses: the closed form, the min-norm point of the segment;
-  more: Frank-Wolfe with exact line search, a fixed number of iterations (lax loop).
+  more: pairwise Frank-Wolfe with exact line search, a fixed number of iterations (lax loop).
   """
   gram = gram.astype(jnp.float32)
   c = jnp.asarray(min_weights, jnp.float32)
@@ -284,13 +288,17 @@ def pareto_weights(gram, min_weights, iterations=PARETO_ITERATIONS):
   free = 1 - jnp.sum(c)
 
   def step(_, a):
+    # Pairwise Frank-Wolfe (linear convergence on a simplex): move weight from the loss whose
+    # gradient agrees most with the current direction (among those above their least weight)
+    # to the one that agrees least, with an exact line search.
     grad = gram @ a
-    vertex = c + free * jax.nn.one_hot(jnp.argmin(grad), k)
-    d = vertex - a
+    to = jnp.argmin(grad)
+    frm = jnp.argmax(jnp.where(a > c + 1e-12, grad, -jnp.inf))
+    d = jax.nn.one_hot(to, k) - jax.nn.one_hot(frm, k)
     curvature = d @ gram @ d
-    gamma = jnp.where(curvature > 0, jnp.clip(-(d @ grad) / jnp.where(curvature > 0, curvature, 1.0),
-                                               0.0, 1.0), 0.0)
-    return a + gamma * d
+    most = a[frm] - c[frm]
+    gamma = jnp.where(curvature > 0, -(d @ grad) / jnp.where(curvature > 0, curvature, 1.0), most)
+    return a + jnp.clip(gamma, 0.0, most) * d
 
   return jax.lax.fori_loop(0, iterations, step, c + free / k)
 
