@@ -250,7 +250,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
       TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
-                  losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
+                  losses { loss_type: PAIR_WISE_LOSS } metrics_set { precision {} } }""")
   message = unsupported(path)
   expected = [
       'kafka_train_input: Kafka input: no meaning in mmoe_jax',
@@ -260,7 +260,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
       'model_config.mmoe.task_towers[0].loss_type = JRC_LOSS: not implemented',
       'model_config.mmoe.task_towers[0].losses: not implemented',
-      'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
+      'model_config.mmoe.task_towers[0].metrics_set[0].precision: ignored by EasyRec rank',
       'model_config.loss_weight_strategy = Uncertainty: not implemented',
       'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
       'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
