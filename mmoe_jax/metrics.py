@@ -66,7 +66,8 @@ def grouped_auc(labels, scores, groups, reduction='mean'):
   0 or all 1 (single-row groups included) are skipped; the others are averaged with weight
   1 ('mean'), their row count ('mean_by_sample_num') or their positive count
   ('mean_by_positive_num'). 0.0 if no group qualifies (EasyRec), NaN if any score is not
-  finite. `groups` holds any integer code per row (equal code = same group).
+  finite. `groups` holds each row's group: an integer code (data/groups.py gives dense
+  int32 codes of the raw values) or any value np.unique sorts, e.g. strings.
 
   Vectorised, O(n log n): one sort by (group, score); each run of tied scores within a
   group gets its average rank, and per-group rank sums of the positives (Mann-Whitney U)
@@ -75,6 +76,8 @@ def grouped_auc(labels, scores, groups, reduction='mean'):
   labels = np.asarray(labels) > 0.5
   scores = np.asarray(scores, dtype=np.float64)
   groups = np.asarray(groups)
+  if groups.dtype.kind not in 'iu':
+    groups = np.unique(groups, return_inverse=True)[1]
   if not np.isfinite(scores).all():
     return float('nan')
   if not scores.size:
@@ -194,7 +197,7 @@ def tower_metrics(tower, predictions, labels, groups=None):
   """
   t = tower.tower_name
   label = np.asarray(labels[tower.label_name], dtype=np.float64)
-  value = predictions[f'y_{t}' if tower.loss_type == 'L2_LOSS' else f'probs_{t}']
+  value = f'y_{t}' if tower.loss_type == 'L2_LOSS' else f'probs_{t}'
   errors = {'mean_squared_error': mean_squared_error,
             'mean_absolute_error': mean_absolute_error,
             'root_mean_squared_error': root_mean_squared_error}
@@ -203,7 +206,7 @@ def tower_metrics(tower, predictions, labels, groups=None):
     if 'auc' in metric:
       out[f'auc_{t}'] = auc(label, _binary_score(tower, predictions))
     elif 'accuracy' in metric:
-      out[f'accuracy_{t}'] = accuracy(label, value)
+      out[f'accuracy_{t}'] = accuracy(label, predictions[value])
     elif 'max_f1' in metric:
       out[f'max_f1_{t}'] = max_f1(label, _binary_score(tower, predictions))
     elif 'recall_at_topk' in metric:
@@ -219,7 +222,7 @@ def tower_metrics(tower, predictions, labels, groups=None):
                                        metric[kind].reduction)
     else:
       name, = (k for k in errors if k in metric)
-      out[f'{name}_{t}'] = errors[name](label, value)
+      out[f'{name}_{t}'] = errors[name](label, predictions[value])
   return out
 
 

@@ -429,3 +429,34 @@ def test_unimplemented_optimizer_fields_are_errors(tmp_path):
   message = unsupported(str(tmp_path / 'ema.config'))
   assert 'train_config.optimizer_config.moving_average_decay = 0.99: not implemented' in message
   assert 'embedding_learning_rate_multiplier = 2: not implemented' in message
+
+
+def test_new_metric_fields_round_trip_with_easyrecs_defaults(tmp_path):
+  towers = """
+  task_towers { tower_name: "ctr" label_name: "clk" dnn { hidden_units: [4] }
+    metrics_set { gauc { uid_field: "user" } }
+    metrics_set { gauc { uid_field: "item" reduction: "mean_by_positive_num" } }
+    metrics_set { session_auc { session_id_field: "user" } }
+    metrics_set { session_auc { session_id_field: "item" reduction: "mean_by_sample_num" } }
+    metrics_set { max_f1 {} }
+    metrics_set { root_mean_squared_error {} } }
+  task_towers { tower_name: "cvr" label_name: "buy" num_class: 3 dnn { hidden_units: [4] }
+    metrics_set { recall_at_topk {} } metrics_set { recall_at_topk { topk: 2 } } }
+  """
+  path = pipeline(tmp_path, TOWERS=towers)
+  config = validate(load_config(path))
+  ctr, cvr = model_params(config.model_config).task_towers
+  assert [m.to_dict() for m in ctr.metrics_set] == [
+      {'gauc': {'uid_field': 'user', 'reduction': 'mean'}},
+      {'gauc': {'uid_field': 'item', 'reduction': 'mean_by_positive_num'}},
+      {'session_auc': {'session_id_field': 'user', 'reduction': 'mean'}},
+      {'session_auc': {'session_id_field': 'item', 'reduction': 'mean_by_sample_num'}},
+      {'max_f1': {}}, {'root_mean_squared_error': {}}]
+  assert [m.to_dict() for m in cvr.metrics_set] == [{'recall_at_topk': {'topk': 5}},
+                                                    {'recall_at_topk': {'topk': 2}}]
+  converted = tmp_path / 'mine.py'
+  converted.write_text(easyrec.to_python(path))
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+  with pytest.raises(ConfigError, match=r'metrics_set\[0\].gauc.uid_field: required field'):
+    load_config(pipeline(tmp_path, TOWERS=towers.replace('gauc { uid_field: "user" }',
+                                                         'gauc {}')))
