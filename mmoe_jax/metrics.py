@@ -177,7 +177,7 @@ def calibration(labels, probs):
   return float(np.mean(np.asarray(probs, np.float64)) / rate) if rate > 0 else float('nan')
 
 
-def _binary_score(tower, predictions):
+def binary_score(tower, predictions):
   """A binary tower's probability of class 1: probs_<t>, or probs_<t>_1 with num_class 2."""
   t = tower.tower_name
   return predictions[f'probs_{t}_1' if tower.num_class == 2 else f'probs_{t}']
@@ -204,11 +204,11 @@ def tower_metrics(tower, predictions, labels, groups=None):
   out = {}
   for metric in tower.metrics_set:
     if 'auc' in metric:
-      out[f'auc_{t}'] = auc(label, _binary_score(tower, predictions))
+      out[f'auc_{t}'] = auc(label, binary_score(tower, predictions))
     elif 'accuracy' in metric:
       out[f'accuracy_{t}'] = accuracy(label, predictions[value])
     elif 'max_f1' in metric:
-      out[f'max_f1_{t}'] = max_f1(label, _binary_score(tower, predictions))
+      out[f'max_f1_{t}'] = max_f1(label, binary_score(tower, predictions))
     elif 'recall_at_topk' in metric:
       out[f'recall_at_topk_{t}'] = recall_at_topk(label, predictions[f'logits_{t}'],
                                                   metric.recall_at_topk.topk)
@@ -218,7 +218,7 @@ def tower_metrics(tower, predictions, labels, groups=None):
       if groups is None or field not in groups:
         raise ValueError(f'{kind}_{t}: the eval data carries no group codes for input field '
                          f'{field!r} (load it with data.groups.with_groups)')
-      out[f'{kind}_{t}'] = grouped_auc(label, _binary_score(tower, predictions), groups[field],
+      out[f'{kind}_{t}'] = grouped_auc(label, binary_score(tower, predictions), groups[field],
                                        metric[kind].reduction)
     else:
       name, = (k for k in errors if k in metric)
@@ -233,7 +233,7 @@ def probability_metrics(tower, predictions, labels):
   if tower.loss_type != 'CLASSIFICATION' or tower.num_class > 2:
     return {}
   t = tower.tower_name
-  label, probs = np.asarray(labels[tower.label_name]), _binary_score(tower, predictions)
+  label, probs = np.asarray(labels[tower.label_name]), binary_score(tower, predictions)
   return {f'logloss_{t}': log_loss(label, probs),
           f'normalized_entropy_{t}': normalized_entropy(label, probs),
           f'calibration_{t}': calibration(label, probs)}

@@ -241,27 +241,53 @@ def test_group_codes_are_the_raw_values_lined_up_with_the_rows(tmp_path):
     groups_lib.with_groups(data_lib.load(path, config), path, config)
 
 
-def test_gauc_of_a_tiny_mmoe_run_on_the_synthetic_data(tiny_config):
-  from mmoe_jax.training import train_lib
+def test_gauc_of_a_tiny_mmoe_run_on_the_synthetic_data(tiny_config, monkeypatch, capsys):
+  from mmoe_jax.config import task_towers
+  from mmoe_jax.training import evaluation, train_lib
+  from mmoe_jax.training.input_pipeline import BatchSampler
   tiny_config.train_config.num_steps = 2
   tiny_config.train_config.save_checkpoints_steps = 2
+  tiny_config.train_config.log_step_count_steps = 2
   tiny_config.synthetic.train_rows = tiny_config.synthetic.eval_rows = 256
+  tiny_config.data_config.eval_batch_size = 100
   ctr = tiny_config.model_config.mmoe.task_towers[0]
   ctr.metrics_set = (*ctr.metrics_set, {'gauc': {'uid_field': 'user_id'}})
+  predicted = []  # (labels, predictions) of each predict_rows call
+  real_predict = evaluation.predict_rows
+
+  def spy(trainer, state, columns):
+    predicted.append((dict(columns.labels), real_predict(trainer, state, columns)))
+    return predicted[-1][1]
+
+  monkeypatch.setattr(evaluation, 'predict_rows', spy)
   result = train_lib.train_and_evaluate(tiny_config)
   assert 0 < result['gauc_ctr'] < 1
   for name in ('logloss', 'normalized_entropy', 'calibration'):
     assert np.isfinite(result[f'{name}_ctr']) and np.isfinite(result[f'{name}_cvr'])
   with open(os.path.join(tiny_config.model_dir, 'metrics.jsonl')) as f:
     assert json.loads(f.readline())['gauc_ctr'] == result['gauc_ctr']
-  # The eval rows carry the codes of the raw user_id column, row for row.
+
   config = validate(tiny_config)
-  _, eval_data, _ = data_lib.datasets(config, log=lambda _: None)
+  train_data, eval_data, _ = data_lib.datasets(config, log=lambda _: None)
+  # The step-2 log line's train AUC: the last 100 rows (one eval batch) of the 2 x 64 rows
+  # trained on, predicted with the step-2 parameters (the first prediction of the run).
+  batches = [BatchSampler(256, 64, config.seed, config.data_config.shuffle).indices(s)
+             for s in range(2)]
+  rows = np.concatenate(batches)[-100:]
+  labels, predictions = predicted[0]
+  line = next(l for l in capsys.readouterr().err.split('\n') if 'step 2: ' in l)
+  for tower in task_towers(config.model_config):
+    np.testing.assert_array_equal(labels[tower.label_name],
+                                  train_data.labels[tower.label_name][rows])
+    want = metrics.auc(labels[tower.label_name], predictions[f'probs_{tower.tower_name}'])
+    assert f'auc_{tower.tower_name}={want:.5g}' in line
+
+  # The eval rows carry the codes of the raw user_id column, row for row.
   eval_path = data_lib.input_paths(config)[1]
   with open(eval_path) as f:
     names = [field.input_name for field in config.data_config.input_fields]
-    rows = list(csv.reader(f, delimiter=config.data_config.separator))
-  users = [row[names.index('user_id')] for row in rows[config.data_config.with_header:]]
+    lines = list(csv.reader(f, delimiter=config.data_config.separator))
+  users = [row[names.index('user_id')] for row in lines[config.data_config.with_header:]]
   codes = eval_data.groups['user_id']
   first = {}
   assert [first.setdefault(u, c) for u, c in zip(users, codes)] == codes.tolist()

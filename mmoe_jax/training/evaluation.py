@@ -154,3 +154,27 @@ def esmm_results(cvr, ctr, predictions, columns, oracle=None):
     result[f'oracle_auc_{cvr.tower_name}_masked'] = metrics_lib.auc(y_cvr[clicked],
                                                                     p_cvr[clicked])
   return result
+
+
+def recent_train_auc(trainer, state, train_data, sampler, step, rows):
+  """auc_<t> of each binary tower (ESMM: auc_ctcvr, auc_<cvr>_masked, auc_<ctr>) on the last
+  `rows` rows trained on before `step` (the latest batches of `sampler`, which must not be
+  the input pipeline's own), predicted with the current parameters.
+
+  The training loop's moving metric: one forward pass of `rows` rows per log line, on the
+  host's copy of the data, so the step itself never waits on it. Rows the model just fitted
+  score a little higher than unseen ones: compare it with the eval AUC for overfitting.
+  """
+  batches = min(step, -(-rows // sampler.batch_size))
+  idx = sampler.indices(step - batches, batches).reshape(-1)[-rows:]
+  columns = train_data.take(idx)
+  predictions = predict_rows(trainer, state, columns)
+  towers = trainer.towers
+  if trainer.config.model_config.model_class == 'ESMM':
+    views = [v[:3] for v in metrics_lib.esmm_views(*towers, predictions, columns.labels)]
+  else:
+    views = [(t, predictions, columns.labels) for t in towers]
+  return {f'auc_{t.tower_name}': metrics_lib.auc(labels[t.label_name],
+                                                  metrics_lib.binary_score(t, preds))
+          for t, preds, labels in views
+          if t.loss_type == 'CLASSIFICATION' and t.num_class <= 2}
