@@ -43,6 +43,9 @@ EASYREC_DEFAULTS = {
     # eval.proto
     'EvalConfig': dict(num_examples=0),
     'AUC': dict(num_thresholds=200),
+    'RecallAtTopK': dict(topk=5),
+    'GAUC': dict(reduction='mean'),  # uid_field: required
+    'SessionAUC': dict(reduction='mean'),  # session_id_field: required
     # dataset.proto (input_type is `required` with no default: its first value, CSVInput)
     'DatasetConfig': dict(batch_size=32, shuffle=True, shuffle_buffer_size=32, num_epochs=0,
                           prefetch_size=32, input_type='CSVInput', separator=',',

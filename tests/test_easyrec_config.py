@@ -250,7 +250,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       INPUT_TYPE='OdpsInputV2', MODEL='losses { loss_type: CLASSIFICATION }',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
       TOWERS="""task_towers { tower_name: "ctr" loss_type: PAIRWISE_HINGE_LOSS
-                  losses { loss_type: ZILN_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
+                  losses { loss_type: ZILN_LOSS } metrics_set { precision {} } }""")
   message = unsupported(path)
   expected = [
       'kafka_train_input: Kafka input: no meaning in mmoe_jax',
@@ -260,7 +260,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
       'model_config.mmoe.task_towers[0].loss_type = PAIRWISE_HINGE_LOSS: not implemented',
       'model_config.mmoe.task_towers[0].losses[0].loss_type = ZILN_LOSS: not implemented',
-      'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
+      'model_config.mmoe.task_towers[0].metrics_set[0].precision: ignored by EasyRec rank',
       'model_config.losses: not implemented',
       'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
       'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
@@ -430,3 +430,34 @@ def test_unimplemented_optimizer_fields_are_errors(tmp_path):
   message = unsupported(str(tmp_path / 'ema.config'))
   assert 'train_config.optimizer_config.moving_average_decay = 0.99: not implemented' in message
   assert 'embedding_learning_rate_multiplier = 2: not implemented' in message
+
+
+def test_new_metric_fields_round_trip_with_easyrecs_defaults(tmp_path):
+  towers = """
+  task_towers { tower_name: "ctr" label_name: "clk" dnn { hidden_units: [4] }
+    metrics_set { gauc { uid_field: "user" } }
+    metrics_set { gauc { uid_field: "item" reduction: "mean_by_positive_num" } }
+    metrics_set { session_auc { session_id_field: "user" } }
+    metrics_set { session_auc { session_id_field: "item" reduction: "mean_by_sample_num" } }
+    metrics_set { max_f1 {} }
+    metrics_set { root_mean_squared_error {} } }
+  task_towers { tower_name: "cvr" label_name: "buy" num_class: 3 dnn { hidden_units: [4] }
+    metrics_set { recall_at_topk {} } metrics_set { recall_at_topk { topk: 2 } } }
+  """
+  path = pipeline(tmp_path, TOWERS=towers)
+  config = validate(load_config(path))
+  ctr, cvr = model_params(config.model_config).task_towers
+  assert [m.to_dict() for m in ctr.metrics_set] == [
+      {'gauc': {'uid_field': 'user', 'reduction': 'mean'}},
+      {'gauc': {'uid_field': 'item', 'reduction': 'mean_by_positive_num'}},
+      {'session_auc': {'session_id_field': 'user', 'reduction': 'mean'}},
+      {'session_auc': {'session_id_field': 'item', 'reduction': 'mean_by_sample_num'}},
+      {'max_f1': {}}, {'root_mean_squared_error': {}}]
+  assert [m.to_dict() for m in cvr.metrics_set] == [{'recall_at_topk': {'topk': 5}},
+                                                    {'recall_at_topk': {'topk': 2}}]
+  converted = tmp_path / 'mine.py'
+  converted.write_text(easyrec.to_python(path))
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+  with pytest.raises(ConfigError, match=r'metrics_set\[0\].gauc.uid_field: required field'):
+    load_config(pipeline(tmp_path, TOWERS=towers.replace('gauc { uid_field: "user" }',
+                                                         'gauc {}')))

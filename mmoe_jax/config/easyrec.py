@@ -99,9 +99,12 @@ UNSUPPORTED = {
                   'save_graph', accepts=ANY),
         **_fields(NOT_IMPLEMENTED, 'eval_online', accepts=(False,)),
     },
-    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'max_f1',
-                           'root_mean_squared_error', 'gauc', 'session_auc', 'recall',
-                           'precision', 'precision_at_topk'),
+    'EvalMetrics': {
+        # EasyRec's rank and multi-task models ignore these silently (only DropoutNet and
+        # the match models compute them); mmoe_jax refuses them rather than ignore them.
+        **_fields('ignored by EasyRec rank and multi-task models; refused here', 'recall',
+                  'precision', 'precision_at_topk'),
+    },
     'DatasetConfig': {
         **_fields(NOT_IMPLEMENTED, 'label_sep', 'label_dim', 'extra_label_func',
                   'feature_fields', 'drop_remainder', 'negative_sampler', 'negative_sampler_v2',

@@ -56,14 +56,25 @@ DNN = Message(
 # easy_rec/python/protos/eval.proto
 AUC = Message('AUC', num_thresholds=200)  # accepted; mmoe_jax always computes the exact AUC
 EMPTY = Message('Empty')
+RECALL_AT_TOPK = Message('RecallAtTopK', topk=5)
+# reduction: 'mean' | 'mean_by_sample_num' | 'mean_by_positive_num'. The field is an input
+# field's input_name; groups are its raw values (metrics.py, data/groups.py).
+GAUC = Message('GAUC', uid_field=REQUIRED, reduction='mean')
+SESSION_AUC = Message('SessionAUC', session_id_field=REQUIRED, reduction='mean')
 EVAL_METRICS = Message(
     'EvalMetrics',
-    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy'),
+    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy', 'recall_at_topk',
+           'max_f1', 'root_mean_squared_error', 'gauc', 'session_auc'),
     oneof_required=True,
     auc=AUC,
     mean_squared_error=EMPTY,
     mean_absolute_error=EMPTY,
     accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
+    recall_at_topk=RECALL_AT_TOPK,  # CLASSIFICATION towers with num_class > 1
+    max_f1=EMPTY,  # on probs, not EasyRec's logits (docs/metrics.md)
+    root_mean_squared_error=EMPTY,
+    gauc=GAUC,
+    session_auc=SESSION_AUC,
 )
 
 # easy_rec/python/protos/loss.proto: the parameters of the loss types with some (the

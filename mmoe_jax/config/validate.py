@@ -115,6 +115,7 @@ def validate(config):
   else:
     _validate_towers(params.task_towers, f'model_config.{section}', label_types)
   _validate_training_signals(config, inputs)
+  _validate_group_fields(config, section)
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -401,7 +402,7 @@ def _validate_metric(metric, tower, path):
                       f'({", ".join(AUC_LOSS_TYPES)}), not {tower.loss_type}')
   if 'auc' in metric and classification and tower.num_class > 2:
     raise ConfigError(f'{path}.auc: needs a CLASSIFICATION tower with num_class 1 or 2')
-  for name in ('mean_squared_error', 'mean_absolute_error'):
+  for name in ('mean_squared_error', 'mean_absolute_error', 'root_mean_squared_error'):
     if name in metric and classification and tower.num_class > 1:
       raise ConfigError(f'{path}.{name}: not defined for a CLASSIFICATION tower with '
                         f'num_class {tower.num_class} (EasyRec refuses it too); use accuracy')
@@ -409,12 +410,61 @@ def _validate_metric(metric, tower, path):
     raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
   # EasyRec reads y_<t> of an L2 type, else probs_<t>: mean_squared_error for any loss type
   # of one output, mean_absolute_error for CLASSIFICATION only.
-  if 'mean_squared_error' in metric and tower.num_class != 1:
-    raise ConfigError(f'{path}.mean_squared_error: not defined for a {tower.loss_type} tower '
-                      f'with num_class {tower.num_class} (EasyRec refuses it too)')
+  for name in ('mean_squared_error', 'root_mean_squared_error'):
+    if name in metric and tower.num_class != 1:
+      raise ConfigError(f'{path}.{name}: not defined for a {tower.loss_type} tower '
+                        f'with num_class {tower.num_class} (EasyRec refuses it too)')
   if 'mean_absolute_error' in metric and not (classification or tower.loss_type in L2_TYPES):
     raise ConfigError(f'{path}.mean_absolute_error: not defined for a {tower.loss_type} tower '
                       '(EasyRec refuses it too)')
+  _validate_new_metric(metric, tower, path)
+
+
+def _validate_new_metric(metric, tower, path):
+  """recall_at_topk, max_f1, gauc and session_auc: EasyRec's asserts, and their options."""
+  binary = tower.loss_type in AUC_LOSS_TYPES and not (
+      tower.loss_type == 'CLASSIFICATION' and tower.num_class > 2)
+  for name in ('max_f1', 'gauc', 'session_auc'):
+    if name in metric and not binary:
+      raise ConfigError(f'{path}.{name}: needs a tower of a binary loss type '
+                        '(CLASSIFICATION with num_class 1 or 2, or a ranking loss)')
+  for name in ('gauc', 'session_auc'):
+    if name in metric:
+      _one_of(metric[name].reduction, GROUPED_AUC_REDUCTIONS, f'{path}.{name}.reduction')
+  if 'recall_at_topk' in metric:
+    if not (tower.loss_type == 'CLASSIFICATION' and tower.num_class > 1):
+      raise ConfigError(f'{path}.recall_at_topk: needs a CLASSIFICATION tower with '
+                        'num_class > 1')
+    if metric.recall_at_topk.topk < 1:
+      raise ConfigError(f'{path}.recall_at_topk.topk: {metric.recall_at_topk.topk} must be '
+                        '>= 1')
+
+
+# gauc / session_auc reductions (EasyRec's metrics.py): the weight of each group's AUC.
+GROUPED_AUC_REDUCTIONS = ('mean', 'mean_by_sample_num', 'mean_by_positive_num')
+# metric -> its field naming the input field it groups rows by
+GROUP_FIELDS = {'gauc': 'uid_field', 'session_auc': 'session_id_field'}
+
+
+def _validate_group_fields(config, section):
+  """gauc / session_auc group the eval rows by a raw input column of a CSV input."""
+  model = config.model_config
+  inputs = [f.input_name for f in config.data_config.input_fields]
+  if model.model_class == 'ESMM':
+    towers = [('cvr_tower', model.esmm.cvr_tower), ('ctr_tower', model.esmm.ctr_tower)]
+  else:
+    towers = [(f'task_towers[{i}]', t) for i, t in enumerate(model_params(model).task_towers)]
+  for name, tower in towers:
+    for m, metric in enumerate(tower.metrics_set):
+      for kind, field in GROUP_FIELDS.items():
+        if kind not in metric:
+          continue
+        path = f'model_config.{section}.{name}.metrics_set[{m}].{kind}.{field}'
+        _known(metric[kind][field], inputs, path, 'input field')
+        if config.data_config.input_type != 'CSVInput' or (
+            'task_correlation' in config.synthetic and not config.train_input_path):
+          raise ConfigError(f'{path}: grouping rows needs CSVInput data (the raw column '
+                            'is read from the eval files)')
 
 
 def _validate_esmm(esmm, groups, label_types):

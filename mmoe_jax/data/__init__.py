@@ -69,8 +69,10 @@ def datasets(config, log=print):
   train = load(train_path, config, log=log, field='train_input_path')
   if not eval_path:
     return train, None, None
-  return (train, load(eval_path, config, log=log, field='eval_input_path'),
-          load_oracle(eval_path, config))
+  from mmoe_jax.data.groups import with_groups
+  eval_data = with_groups(load(eval_path, config, log=log, field='eval_input_path'), eval_path,
+                          config)
+  return train, eval_data, load_oracle(eval_path, config)
 
 
 def task_correlation_data(config):

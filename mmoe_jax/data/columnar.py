@@ -26,13 +26,17 @@ class ColumnarData:
   labels: dict[str, np.ndarray]  # keyed by label field name; float32 [N]
   num_rows: int
   skipped_rows: int  # malformed rows skipped under ignore_error
+  # keyed by input field name: int32 [N] group code of each row's raw value, for eval metrics
+  # grouped by a field (gauc, session_auc); filled by data/groups.py, not cached
+  groups: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def take(self, idx: np.ndarray) -> 'ColumnarData':
     """Rows `idx` (in that order), e.g. one batch; skipped_rows is kept from the source."""
     return ColumnarData(
         features={k: np.asarray(v[idx]) for k, v in self.features.items()},
         labels={k: np.asarray(v[idx]) for k, v in self.labels.items()},
-        num_rows=len(idx), skipped_rows=self.skipped_rows)
+        num_rows=len(idx), skipped_rows=self.skipped_rows,
+        groups={k: v[idx] for k, v in self.groups.items()})
 
 
 def plain(x):

@@ -12,6 +12,7 @@ from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
+from mmoe_jax.data.groups import with_groups
 from mmoe_jax.training import run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
@@ -82,8 +83,10 @@ def write_predictions(predictions, path):
 
 
 def load_eval(path, config):
-  """The eval rows of a file, limited as limit_eval says."""
-  return limit_eval(data_lib.load(path, config, log=log.info), config)
+  """The eval rows of a file, limited as limit_eval says, with the group codes of the fields
+  gauc / session_auc group by."""
+  rows = data_lib.load(path, config, log=log.info)
+  return limit_eval(with_groups(rows, path, config), config)
 
 
 def limit_eval(columns, config):
@@ -103,8 +106,10 @@ def eval_chunks(num_rows, eval_batch_size):
 
 
 def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE'):
-  """Each tower's metrics; oracle_auc_<tower> where the true probabilities are known.
-  ESMM's are its own (esmm_results).
+  """Each tower's metrics: its metrics_set (metrics.tower_metrics; gauc / session_auc read
+  columns.groups), logloss / normalized_entropy / calibration of a binary tower
+  (metrics.probability_metrics), and oracle_auc_<tower> where the true probabilities are
+  known. ESMM's are its own (esmm_results).
 
   `oracle` holds the true probability of every row of the eval file, by label name; it
   lines up with `columns` unless malformed rows were skipped.
@@ -117,7 +122,8 @@ def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE')
     return esmm_results(*towers, predictions, columns, oracle)
   result = {}
   for tower in towers:
-    result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
+    result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels, columns.groups))
+    result.update(metrics_lib.probability_metrics(tower, predictions, columns.labels))
     if oracle is not None and tower.label_name in oracle:
       result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
           columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
@@ -125,12 +131,15 @@ def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE')
 
 
 def esmm_results(cvr, ctr, predictions, columns, oracle=None):
-  """ESMM's metrics (metrics.esmm_metrics), and the oracle AUCs of the same targets where
-  the data knows P(cvr label | ctr label), keyed '<cvr label>|<ctr label>' (the embedded
-  data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
+  """ESMM's metrics (metrics.esmm_metrics) with the probability metrics of each of its
+  targets, and the oracle AUCs of the same targets where the data knows P(cvr label | ctr
+  label), keyed '<cvr label>|<ctr label>' (the embedded data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
   oracle_auc_<ctr>."""
   labels = columns.labels
-  result = metrics_lib.esmm_metrics(cvr, ctr, predictions, labels)
+  result = {}
+  for view in metrics_lib.esmm_views(cvr, ctr, predictions, labels, columns.groups):
+    result.update(metrics_lib.tower_metrics(*view))
+    result.update(metrics_lib.probability_metrics(*view[:3]))
   given = f'{cvr.label_name}|{ctr.label_name}'
   if oracle is None or ctr.label_name not in oracle:
     return result
@@ -145,3 +154,27 @@ def esmm_results(cvr, ctr, predictions, columns, oracle=None):
     result[f'oracle_auc_{cvr.tower_name}_masked'] = metrics_lib.auc(y_cvr[clicked],
                                                                     p_cvr[clicked])
   return result
+
+
+def recent_train_auc(trainer, state, train_data, sampler, step, rows):
+  """auc_<t> of each binary tower (ESMM: auc_ctcvr, auc_<cvr>_masked, auc_<ctr>) on the last
+  `rows` rows trained on before `step` (the latest batches of `sampler`, which must not be
+  the input pipeline's own), predicted with the current parameters.
+
+  The training loop's moving metric: one forward pass of `rows` rows per log line, on the
+  host's copy of the data, so the step itself never waits on it. Rows the model just fitted
+  score a little higher than unseen ones: compare it with the eval AUC for overfitting.
+  """
+  batches = min(step, -(-rows // sampler.batch_size))
+  idx = sampler.indices(step - batches, batches).reshape(-1)[-rows:]
+  columns = train_data.take(idx)
+  predictions = predict_rows(trainer, state, columns)
+  towers = trainer.towers
+  if trainer.config.model_config.model_class == 'ESMM':
+    views = [v[:3] for v in metrics_lib.esmm_views(*towers, predictions, columns.labels)]
+  else:
+    views = [(t, predictions, columns.labels) for t in towers]
+  return {f'auc_{t.tower_name}': metrics_lib.auc(labels[t.label_name],
+                                                  metrics_lib.binary_score(t, preds))
+          for t, preds, labels in views
+          if t.loss_type == 'CLASSIFICATION' and t.num_class <= 2}

@@ -68,6 +68,12 @@ def _train_and_evaluate(config):
   log.info('input_mode %s', train_input.mode)
   cadence = cadence_lib.Cadence(config.train_config, num_steps)
   divergence = cadence_lib.DivergenceWarning(trainer.towers, train_data.labels)
+  # The log line's train AUC: as many rows as one eval batch, so that it reuses the compiled
+  # eval prediction; its own sampler (a pure function of seed and step) is not shared with
+  # the input pipeline's threads.
+  recent = BatchSampler(train_data.num_rows, batch_size, config.seed, config.data_config.shuffle)
+  recent_rows = min(config.data_config.eval_batch_size,
+                    (train_data if eval_data is None else eval_data).num_rows)
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
                   disable=not lead)
@@ -84,7 +90,10 @@ def _train_and_evaluate(config):
       now = time.perf_counter()
       scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
-      last_time, last_step = now, done
+      scalars.update(evaluation.recent_train_auc(trainer, state, train_data, recent, done,
+                                                 recent_rows))
+      # examples/s counts training steps only
+      last_time, last_step = time.perf_counter(), done
       if lead:
         divergence.check(done, scalars['total_loss'])
         bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
