@@ -474,6 +474,7 @@ SHARDING = Message(
     embed=Repeated(str),  # embedding columns and dense-kernel inputs
     expert=Repeated(str, default=('model',)),  # the leading [E] axis of stacked experts
     mlp=Repeated(str),  # hidden units: dense-kernel outputs, biases, batch norm
+    attention=Repeated(str),  # the outputs of AITM's query/key/value projections (no L2)
     batch=Repeated(str, default=('data',)),  # the rows of a batch
     replica=Repeated(str),  # the leading axis of a vmapped sweep's replicas
     pad_vocab=True,  # pad tables with zero rows to a multiple of their shards; false: error

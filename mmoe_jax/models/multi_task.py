@@ -5,19 +5,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmoe_jax.models.layers import KERNEL_INIT, UNITS, Dnn, DnnSpec, declared
+from mmoe_jax.models.layers import KERNEL_INIT, Dnn, DnnSpec, declared
 from mmoe_jax.models.ple import ExtractionSpec, extract
 
-# An AITM projection's kernel: inputs 'embed', outputs unnamed (replicated). Not
-# ('embed', 'mlp'), so sharding.is_kernel leaves it out of the L2 term: EasyRec builds
-# these Dense layers without a regularizer.
-PROJECTION = ('embed', None)
+# An AITM projection's kernel: inputs 'embed', outputs 'attention' (config.sharding
+# .attention). Not ('embed', 'mlp'), so sharding.is_kernel leaves it out of the L2 term:
+# EasyRec builds these Dense layers without a regularizer.
+PROJECTION = ('embed', 'attention')
 
 
 def projection(features, name):
   """A Keras Dense(features) with its defaults (bias, glorot_uniform) and no regularizer."""
   return nn.Dense(features, kernel_init=declared(KERNEL_INIT, PROJECTION),
-                  bias_init=declared(nn.initializers.zeros, UNITS), name=name)
+                  bias_init=declared(nn.initializers.zeros, PROJECTION[1:]), name=name)
 
 
 class AITMTower(nn.Module):

@@ -135,8 +135,11 @@ def aitm_shape(p, shape):
   if p['project_dim'] < 0:
     raise ValueError(f"aitm.project_dim: must be >= 0 (0: the width of input 0), got "
                      f"{p['project_dim']}")
-  for dep in shape[1:] if 'transfer_mlp' in p else ():
-    mlp_shape(p['transfer_mlp'], dep, 'aitm.transfer_mlp')
+  if 'transfer_mlp' in p:
+    if len(set(shape[1:])) > 1:
+      raise ValueError('aitm.transfer_mlp: one MLP transfers every earlier tower, so their '
+                       f'widths must agree; got {describe(shape)}')
+    mlp_shape(p['transfer_mlp'], shape[1], 'aitm.transfer_mlp')
   return (p['project_dim'] or shape[0][0],)
 
 
