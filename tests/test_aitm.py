@@ -20,12 +20,12 @@ import reference
 from conftest import EASYREC_CONFIGS
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.builder import build_model
-from mmoe_jax.config import ConfigError, complete, load_config, validate
+from mmoe_jax.config import ConfigError, complete, easyrec, load_config, validate
 from mmoe_jax.models import MultiTaskModel
 from mmoe_jax.models.ple import PLE
 from mmoe_jax.models.layers import DnnSpec
 from mmoe_jax.models.multi_task import AITMTower
-from mmoe_jax.training import losses, train_lib
+from mmoe_jax.training import losses, run_dir, train_lib
 from test_backbone import GROUP_ALL, block, mlp, raw_config, run
 from test_model import init, random_features
 
@@ -296,3 +296,26 @@ def test_aitm_config_trains(tmp_path):
   c['synthetic'].update(train_rows=600, eval_rows=300)
   final = train_lib.train_and_evaluate(c)
   assert final['step'] == 4 and 0 < final['auc_cvr'] < 1
+
+
+@pytest.mark.parametrize('name', ['aitm', 'simple_multi_task_backbone'])
+def test_samples_survive_the_converter_round_trip(name, tmp_path):
+  path = os.path.join(MULTI_TASK, f'{name}_on_taobao.config')
+  converted = tmp_path / 'converted.py'
+  converted.write_text(easyrec.to_python(path))
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+
+
+def test_recorded_pipeline_config_of_aitm_and_cgc_loads_back_equal(tmp_path):
+  """The text form a run records holds the aitm and cgc messages (schema -> proto)."""
+  cgc = dict(CGC, share_num=1, share_expert_net=dict(hidden_units=(4,)), is_last_layer=False)
+  cgc_raw = raw_config(block('l1', [GROUP_ALL], keras_layer=dict(class_name='CGC', cgc=cgc)),
+                       block('l2', ['l1'], keras_layer=dict(class_name='CGC', cgc=CGC)))
+  for i, config in enumerate([load_config(os.path.join(os.path.dirname(aitm.__file__),
+                                                       'aitm.py:tiny')), cgc_raw]):
+    config = validate(config)
+    config.model_dir = str(tmp_path / str(i))
+    os.makedirs(config.model_dir)
+    run_dir.write_record(config)
+    assert run_dir.plain(load_config(str(tmp_path / str(i) / 'pipeline.config'))) == \
+        run_dir.plain(config)
