@@ -15,7 +15,7 @@ import test_defaults
 from conftest import EASYREC_CONFIGS
 from mmoe_jax import cli
 from mmoe_jax.builder import build_model
-from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, validate
+from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
 from mmoe_jax.data import synthetic
 from mmoe_jax.training import train_lib
 
@@ -247,10 +247,10 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       tmp_path, FEATURES=features,
       EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
       TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
-      INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
+      INPUT_TYPE='OdpsInputV2', MODEL='losses { loss_type: CLASSIFICATION }',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
       TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
-                  losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
+                  losses { loss_type: ZILN_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
   message = unsupported(path)
   expected = [
       'kafka_train_input: Kafka input: no meaning in mmoe_jax',
@@ -259,9 +259,9 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       "feature_configs[1].vocab_file = 'v.txt': not implemented",
       'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
       'model_config.mmoe.task_towers[0].loss_type = JRC_LOSS: not implemented',
-      'model_config.mmoe.task_towers[0].losses: not implemented',
+      'model_config.mmoe.task_towers[0].losses[0].loss_type = ZILN_LOSS: not implemented',
       'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
-      'model_config.loss_weight_strategy = Uncertainty: not implemented',
+      'model_config.losses: not implemented',
       'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
       'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
       'train_config.fine_tune_checkpoint = x: not implemented',
@@ -324,7 +324,8 @@ def test_tables_match_the_schema():
     assert name in messages, name
     assert not set(fields) & set(messages[name].fields), name  # not both supported and not
   for (name, field), values in easyrec.ENUMS.items():
-    assert isinstance(messages[name].fields[field], str) and not set(values.known) & set(
+    spec = messages[name].fields[field]  # a default, or required (Loss.loss_type)
+    assert (isinstance(spec, str) or spec == schema.REQUIRED) and not set(values.known) & set(
         values.supported)
 
 

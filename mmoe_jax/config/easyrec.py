@@ -28,6 +28,7 @@ from mmoe_jax.config import schema
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.validate import (INPUT_CLASSES, FEATURE_TYPES, INPUT_TYPES, LOSS_TYPES,
                                       WIDE_DEEP)
+from mmoe_jax.config.validate import LOSS_WEIGHT_STRATEGIES, LOSSES_LOSS_TYPES
 
 # pipeline.proto's EasyRecConfig: the config tree, plus FeatureConfigV2 `feature_config
 # { features {...} }`, the newer of EasyRec's two feature layouts (both read the same).
@@ -102,7 +103,7 @@ UNSUPPORTED = {
                            'root_mean_squared_error', 'gauc', 'session_auc', 'recall',
                            'precision', 'precision_at_topk'),
     'DatasetConfig': {
-        **_fields(NOT_IMPLEMENTED, 'label_sep', 'label_dim', 'extra_label_func', 'sample_weight',
+        **_fields(NOT_IMPLEMENTED, 'label_sep', 'label_dim', 'extra_label_func',
                   'feature_fields', 'drop_remainder', 'negative_sampler', 'negative_sampler_v2',
                   'hard_negative_sampler', 'hard_negative_sampler_v2',
                   'negative_sampler_in_memory'),
@@ -145,21 +146,18 @@ UNSUPPORTED = {
         # Multi-task models read loss_type and num_class from their towers.
         **_fields(_no_meaning('single-task setting'), 'loss_type', accepts=('CLASSIFICATION',)),
         **_fields(_no_meaning('single-task setting'), 'num_class', accepts=(1,)),
-        **_fields(NOT_IMPLEMENTED, 'loss_weight_strategy', accepts=('Fixed',)),
         **_fields(_no_meaning('PAI-TF embedding variables'), 'ev_params'),
     },
     'ModelParams': _fields(NOT_IMPLEMENTED, 'outputs', 'user_tower_idx_in_output',
                            'item_tower_idx_in_output', 'simi_func', 'temperature', 'scale_simi'),
     'TaskTower': {
-        **_fields(NOT_IMPLEMENTED, 'task_space_indicator_label', 'task_space_indicator_name',
-                  'task_space_indicator_value', 'losses', 'relation_tower_names', 'relation_dnn',
-                  'ait_project_dim'),
-        **_fields(NOT_IMPLEMENTED, 'in_task_space_weight', 'out_task_space_weight',
-                  accepts=(1.0,)),
+        **_fields(NOT_IMPLEMENTED, 'relation_tower_names', 'relation_dnn', 'ait_project_dim'),
         **_fields(NOT_IMPLEMENTED, 'use_ait_module', accepts=(False,)),
-        # Without data_config.sample_weight (not implemented) it changes nothing.
-        **_fields(NOT_IMPLEMENTED, 'use_sample_weight', accepts=ANY),
     },
+    # the loss_param oneof members of the loss types mmoe_jax does not implement
+    'Loss': _fields(NOT_IMPLEMENTED, 'softmax_loss', 'circle_loss', 'multi_simi_loss',
+                    'pairwise_hinge_loss', 'listwise_rank_loss', 'listwise_distill_loss',
+                    'ziln_loss'),
     'DBMTL': {
         **_fields(NOT_IMPLEMENTED, 'bottom_cmbf', 'bottom_uniter', 'sequence_dnn'),
         **_fields(NOT_IMPLEMENTED, 'use_feature_bn', accepts=(False,)),
@@ -222,6 +220,11 @@ ENUMS = {
                           'ZILN_LOSS')}),
 }
 ENUMS['BayesTaskTower', 'loss_type'] = ENUMS['TaskTower', 'loss_type']
+# The types a `losses {}` entry may name (validate checks the rest)
+ENUMS['Loss', 'loss_type'] = _values(LOSSES_LOSS_TYPES, {
+    NOT_IMPLEMENTED: tuple(v for v in ENUMS['TaskTower', 'loss_type'].known
+                           if v not in LOSSES_LOSS_TYPES)})
+ENUMS['EasyRecModel', 'loss_weight_strategy'] = _values(LOSS_WEIGHT_STRATEGIES, {})
 
 _MESSAGE = object()  # a message value, as _skip reports it
 

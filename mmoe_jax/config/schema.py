@@ -30,7 +30,9 @@ class Repeated:
 
 @dataclasses.dataclass(frozen=True)
 class Optional:
-  message: Any  # a Message; the field is absent from the completed config unless set
+  # a Message, or a scalar type (an `optional` proto field without a default, e.g. float);
+  # the field is absent from the completed config unless set
+  message: Any
 
 
 class Message:
@@ -64,16 +66,77 @@ EVAL_METRICS = Message(
     accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
 )
 
+# easy_rec/python/protos/loss.proto: the parameters of the loss types with some (the
+# `loss_param` oneof of Loss). Optional(float) fields matter only when set, as in EasyRec.
+F1_REWEIGHTED_LOSS = Message('F1ReweighedLoss', f1_beta_square=1.0, label_smoothing=0.0)
+BINARY_FOCAL_LOSS = Message('BinaryFocalLoss', gamma=2.0, alpha=Optional(float), ohem_ratio=1.0,
+                            label_smoothing=0.0)
+PAIRWISE_LOSS = Message('PairwiseLoss', margin=0.0, session_name='', temperature=1.0)
+PAIRWISE_FOCAL_LOSS = Message(
+    'PairwiseFocalLoss',
+    gamma=2.0,
+    alpha=Optional(float),
+    hinge_margin=Optional(float),  # proto default 1.0, but EasyRec reads it only when set
+    session_name='',
+    ohem_ratio=1.0,
+    temperature=1.0,
+)
+PAIRWISE_LOGISTIC_LOSS = Message(
+    'PairwiseLogisticLoss',
+    temperature=1.0,
+    session_name='',
+    hinge_margin=Optional(float),
+    ohem_ratio=1.0,
+    use_label_margin=False,
+)
+JRC_LOSS = Message(
+    'JRCLoss',
+    session_name=REQUIRED,
+    alpha=0.5,
+    same_label_loss=True,
+    loss_weight_strategy='fixed',
+)
+LOSS = Message(
+    'Loss',
+    oneof=('f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss', 'pairwise_focal_loss',
+           'pairwise_logistic_loss', 'jrc_loss'),
+    loss_type=REQUIRED,  # CLASSIFICATION, L2_LOSS, ORDER_CALIBRATE_LOSS, or a type of
+    # training/loss_types.py
+    weight=1.0,
+    loss_name='',  # '' = the type's key (training/losses.py)
+    learn_loss_weight=False,  # loss_weight_strategy Uncertainty: learn this loss's weight
+    f1_reweighted_loss=F1_REWEIGHTED_LOSS,
+    binary_focal_loss=BINARY_FOCAL_LOSS,
+    pairwise_loss=PAIRWISE_LOSS,
+    pairwise_focal_loss=PAIRWISE_FOCAL_LOSS,
+    pairwise_logistic_loss=PAIRWISE_LOGISTIC_LOSS,
+    jrc_loss=JRC_LOSS,
+)
+
 # easy_rec/python/protos/tower.proto
 TASK_TOWER = Message(
     'TaskTower',
     tower_name=REQUIRED,
     label_name='',  # '' = the label_fields entry at this tower's position
     metrics_set=Repeated(EVAL_METRICS),  # () = auc (CLASSIFICATION) / mean_squared_error
-    loss_type='CLASSIFICATION',  # or 'L2_LOSS'
+    loss_type='CLASSIFICATION',  # or 'L2_LOSS'; with `losses`, resolved from them (validate)
     num_class=1,
     dnn=DNN,
     weight=1.0,
+    # The per-sample loss weight (docs/training_signals.md): rows whose label field
+    # task_space_indicator_label is > 0, or whose input field task_space_indicator_name
+    # equals task_space_indicator_value (as a string), weigh in_task_space_weight, others
+    # out_task_space_weight; times data_config.sample_weight if use_sample_weight.
+    task_space_indicator_label='',
+    in_task_space_weight=1.0,
+    out_task_space_weight=1.0,
+    losses=Repeated(LOSS),  # () = one loss of loss_type
+    use_sample_weight=True,
+    task_space_indicator_name='',
+    task_space_indicator_value='',
+    # not in EasyRec (TorchEasyRec's): under model_config.use_pareto_loss_weight, the least
+    # weight of each of this tower's losses
+    pareto_min_loss_weight=0.0,
 )
 
 # easy_rec/python/protos/mmoe.proto
@@ -292,6 +355,14 @@ MODEL_CONFIG = Message(
     simple_multi_task=SIMPLE_MULTI_TASK,
     embedding_regularization=0.0,
     backbone=Optional(BACKBONE_TOWER),
+    loss_weight_strategy='Fixed',  # or 'Uncertainty', 'Random' (docs/training_signals.md)
+    # not in EasyRec (TorchEasyRec's): weigh the task losses by the min-norm point of their
+    # gradients (Pareto), each step; see docs/training_signals.md
+    use_pareto_loss_weight=False,
+    # not in EasyRec: how a loss averages over per-sample weights w. 'SUM_BY_NONZERO_WEIGHTS'
+    # (EasyRec's TF1 reduction): sum(w l) / #(w != 0); 'WEIGHTED_MEAN' (TorchEasyRec's):
+    # sum(w l) / sum(w)
+    sample_weight_reduction='SUM_BY_NONZERO_WEIGHTS',
 )
 
 # not in EasyRec: a tensorflow_datasets dataset, read when data_config.input_type is
@@ -325,6 +396,7 @@ DATA_CONFIG = Message(
     # device, batches gathered inside the jitted step; 'streaming': a background thread
     # builds and transfers batches ahead of use; 'auto': device when the cache fits.
     input_mode='auto',
+    sample_weight='',  # an input field whose values weigh each row's losses; '' = 1
 )
 
 # easy_rec/python/protos/optimizer.proto

@@ -100,6 +100,7 @@ def validate(config):
     _validate_esmm(model.esmm, groups, label_types)
   else:
     _validate_towers(params.task_towers, f'model_config.{section}', label_types)
+  _validate_training_signals(config, inputs)
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -528,6 +529,8 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
                         f'entry {i} to take it from')
     tower.label_name = label_fields[i]
   _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
+  if tower.losses:
+    tower.loss_type = _head_loss_type(tower, tpath)
   _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
   if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
     raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
@@ -578,6 +581,186 @@ def _known(name, known, path, what):
 def _one_of(value, allowed, path):
   if value not in allowed:
     raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
+
+
+# Loss types of a `losses {}` entry (config/easyrec.py LOSSES_LOSS_TYPES) -> its loss_param
+# oneof member; the others take none.
+LOSS_PARAMS = {'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss',
+               'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
+               'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'JRC_LOSS': 'jrc_loss'}
+LOSSES_LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'ORDER_CALIBRATE_LOSS', 'SIGMOID_L2_LOSS',
+                     *LOSS_PARAMS)
+# The loss types whose output head is L2_LOSS's (y = o); SIGMOID_L2_LOSS's head (y = sigmoid(o))
+# is not implemented. Every other type reads logits and probs, CLASSIFICATION's head.
+L2_HEADS = ('L2_LOSS',)
+LOSS_WEIGHT_STRATEGIES = ('Fixed', 'Uncertainty', 'Random')
+SAMPLE_WEIGHT_REDUCTIONS = ('SUM_BY_NONZERO_WEIGHTS', 'WEIGHTED_MEAN')
+
+
+def _head_loss_type(tower, tpath):
+  """The loss_type whose outputs a tower with `losses` gets: EasyRec gives it the union of
+  its losses' heads (and ignores loss_type); mmoe_jax gives a tower one head, so its losses
+  must agree on it."""
+  heads = {}
+  for k, loss in enumerate(tower.losses):
+    path = f'{tpath}.losses[{k}].loss_type'
+    _one_of(loss.loss_type, LOSSES_LOSS_TYPES, path)
+    if loss.loss_type == 'SIGMOID_L2_LOSS':
+      raise ConfigError(f'{path}: SIGMOID_L2_LOSS needs its own output head (y = sigmoid(o)), '
+                        'not implemented in mmoe_jax yet')
+    if loss.loss_type != 'ORDER_CALIBRATE_LOSS':
+      heads.setdefault('L2_LOSS' if loss.loss_type in L2_HEADS else 'CLASSIFICATION', path)
+  if not heads:
+    raise ConfigError(f'{tpath}.losses: ORDER_CALIBRATE_LOSS alone gives the tower no output; '
+                      'add the loss that trains it (e.g. CLASSIFICATION)')
+  if len(heads) > 1:
+    raise ConfigError(f'{heads["L2_LOSS"]}: mixes an L2_LOSS head (y) with the probs head of '
+                      f'{heads["CLASSIFICATION"]}; mmoe_jax gives a tower one head')
+  return next(iter(heads))
+
+
+def _validate_training_signals(config, inputs):
+  """Sample weights, task spaces, several losses per tower and their weighting
+  (docs/training_signals.md): the fields exist, and what EasyRec ignores silently is an
+  error here."""
+  data, model = config.data_config, config.model_config
+  section = f'model_config.{MODEL_PARAMS[model.model_class]}'
+  _one_of(model.loss_weight_strategy, LOSS_WEIGHT_STRATEGIES, 'model_config.loss_weight_strategy')
+  _one_of(model.sample_weight_reduction, SAMPLE_WEIGHT_REDUCTIONS,
+          'model_config.sample_weight_reduction')
+  if data.sample_weight:
+    _known(data.sample_weight, inputs, 'data_config.sample_weight', 'input field')
+  raw_columns = [('data_config.sample_weight', data.sample_weight)] if data.sample_weight else []
+  if model.model_class == 'ESMM':
+    _esmm_signals(config)
+    return
+  towers = model_params(model).task_towers
+  names = {t.tower_name: t for t in towers}
+  calibrated = None
+  min_weights = []
+  for i, tower in enumerate(towers):
+    tpath = f'{section}.task_towers[{i}]'
+    if tower.task_space_indicator_label:
+      _known(tower.task_space_indicator_label, data.label_fields,
+             f'{tpath}.task_space_indicator_label', 'label field')
+    if bool(tower.task_space_indicator_name) != bool(tower.task_space_indicator_value):
+      unset = ('task_space_indicator_value' if tower.task_space_indicator_name
+               else 'task_space_indicator_name')
+      raise ConfigError(f'{tpath}.{unset}: unset, so the other task_space_indicator field has '
+                        'no effect (EasyRec needs both); set both or neither')
+    if tower.task_space_indicator_name:
+      name_path = f'{tpath}.task_space_indicator_name'
+      _known(tower.task_space_indicator_name, inputs, name_path, 'input field')
+      if inputs[tower.task_space_indicator_name].input_type != 'STRING':
+        raise ConfigError(f'{name_path}: input field {tower.task_space_indicator_name!r} is '
+                          f'{inputs[tower.task_space_indicator_name].input_type}; EasyRec '
+                          'compares it with task_space_indicator_value as a string, so it must '
+                          'be STRING')
+      raw_columns.append((name_path, tower.task_space_indicator_name))
+    if tower.pareto_min_loss_weight < 0:
+      raise ConfigError(f'{tpath}.pareto_min_loss_weight: {tower.pareto_min_loss_weight} must '
+                        'be >= 0')
+    min_weights += [tower.pareto_min_loss_weight] * len(loss_keys_of(tower))
+    for k, loss in enumerate(tower.losses):
+      lpath = f'{tpath}.losses[{k}]'
+      session = _validate_loss(loss, tower, lpath, model, inputs, names)
+      if session:
+        raw_columns.append(session)
+      if loss.loss_type == 'ORDER_CALIBRATE_LOSS':
+        if calibrated not in (None, tower.tower_name):
+          raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS is also on tower '
+                            f'{calibrated!r}; both would write the one key '
+                            "'order_calibrate_loss' (EasyRec keeps the last)")
+        calibrated = tower.tower_name
+  if model.use_pareto_loss_weight:
+    if model.loss_weight_strategy != 'Fixed':
+      raise ConfigError(f'model_config.use_pareto_loss_weight: replaces the loss weights, so '
+                        f'loss_weight_strategy must be Fixed, got {model.loss_weight_strategy}')
+    if sum(min_weights) >= 1:
+      raise ConfigError(f'{section}.task_towers[].pareto_min_loss_weight: the least weights '
+                        f'of all losses sum to {sum(min_weights):g}; it must be < 1')
+  _raw_columns_readable(config, raw_columns)
+
+
+def loss_keys_of(tower):
+  """The entries a tower adds to the loss dict, as (loss index or None, loss_type): one
+  per loss but ORDER_CALIBRATE_LOSS, whose terms make one entry when the tower has
+  relation_tower_names (and none without); a tower without `losses`: (None, loss_type)."""
+  if not tower.losses:
+    return ((None, tower.loss_type),)
+  entries = tuple((k, loss.loss_type) for k, loss in enumerate(tower.losses)
+                  if loss.loss_type != 'ORDER_CALIBRATE_LOSS')
+  calibrate = [k for k, loss in enumerate(tower.losses) if loss.loss_type == 'ORDER_CALIBRATE_LOSS']
+  if calibrate and tower.get('relation_tower_names'):
+    entries += ((calibrate[0], 'ORDER_CALIBRATE_LOSS'),)
+  return entries
+
+
+def _validate_loss(loss, tower, lpath, model, inputs, towers):
+  """One `losses {}` entry; returns (field path, input field) of its session_name, if any."""
+  kind = loss.loss_type
+  param = LOSS_PARAMS.get(kind)
+  given = [name for name in LOSS_PARAMS.values() if name in loss]
+  if given and given != [param]:
+    raise ConfigError(f'{lpath}.{given[0]}: parameters of another loss type than {kind}')
+  if loss.learn_loss_weight:
+    if model.loss_weight_strategy != 'Uncertainty':
+      raise ConfigError(f'{lpath}.learn_loss_weight: needs model_config.loss_weight_strategy '
+                        f'Uncertainty, got {model.loss_weight_strategy} (EasyRec raises too)')
+    if kind == 'ORDER_CALIBRATE_LOSS':
+      raise ConfigError(f'{lpath}.learn_loss_weight: ORDER_CALIBRATE_LOSS has no learnt weight '
+                        '(EasyRec ignores it)')
+  classes = 2 if kind == 'JRC_LOSS' else None if kind == 'CLASSIFICATION' else 1
+  if classes and tower.num_class != classes:
+    raise ConfigError(f'{lpath}.loss_type: {kind} needs num_class {classes}, the tower has '
+                      f'{tower.num_class}')
+  if kind == 'ORDER_CALIBRATE_LOSS':
+    for j, name in enumerate(tower.get('relation_tower_names', ())):
+      other = towers.get(name)
+      if other is not None and (other.loss_type != 'CLASSIFICATION' or other.num_class != 1):
+        raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS compares probs with '
+                          f'tower {name!r} (relation_tower_names[{j}]), which has no binary '
+                          'probs (it needs CLASSIFICATION, num_class 1)')
+  if kind == 'JRC_LOSS' and 'jrc_loss' not in loss:
+    raise ConfigError(f'{lpath}.jrc_loss: JRC_LOSS needs jrc_loss {{ session_name }} (EasyRec '
+                      'fails without it)')
+  if param and param in loss and loss[param].get('session_name'):
+    spath = f'{lpath}.{param}.session_name'
+    _known(loss[param].session_name, inputs, spath, 'input field')
+    return spath, loss[param].session_name
+  return None
+
+
+def _esmm_signals(config):
+  """ESMM has its own losses (EasyRec ignores these fields there): errors."""
+  model = config.model_config
+  for name in ('cvr_tower', 'ctr_tower'):
+    tower = model.esmm[name]
+    for field in ('losses', 'task_space_indicator_label', 'task_space_indicator_name',
+                  'task_space_indicator_value'):
+      if tower[field]:
+        raise ConfigError(f'model_config.esmm.{name}.{field}: ESMM computes its own losses and '
+                          'ignores this field (EasyRec too); remove it')
+  if config.data_config.sample_weight:
+    raise ConfigError('data_config.sample_weight: not supported with model_class ESMM (EasyRec '
+                      "weighs only ESMM's L2 cvr loss with it)")
+  for field, default in (('loss_weight_strategy', 'Fixed'), ('use_pareto_loss_weight', False)):
+    if model[field] != default:
+      raise ConfigError(f'model_config.{field}: ESMM computes its own losses and ignores this '
+                        'field (EasyRec too); remove it')
+
+
+def _raw_columns_readable(config, raw_columns):
+  """Sample weights, task-space fields and session ids are read from the CSV's raw columns
+  (data/signals.py): not from a tfds dataset or the generated task_correlation data."""
+  if not raw_columns:
+    return
+  path = raw_columns[0][0]
+  if config.data_config.input_type == 'TFDSInput':
+    raise ConfigError(f"{path}: not supported with data_config.input_type 'TFDSInput' (it is "
+                      'read from the raw CSV columns)')
+  if not config.train_input_path and 'task_correlation' in config.synthetic:
+    raise ConfigError(f'{path}: the synthetic.task_correlation data has no such column')
 
 
 # model_class -> the checks of its own model section (every model's towers are checked)

@@ -110,6 +110,8 @@ def load(paths, config, log=print, field='input path', check_labels=True):
   else:
     from mmoe_jax.data.csv_input import load_csv
     data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
+    from mmoe_jax.data import signals
+    data = signals.attach(data, paths, config, log=log)  # sample weights, masks, sessions
   if not data.num_rows:
     skipped = (f'; all {data.skipped_rows} rows were malformed and skipped (ignore_error)'
                if data.skipped_rows else '')
