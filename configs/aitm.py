@@ -4,7 +4,9 @@ Mirrors EasyRec's samples/model_config/aitm_on_taobao.config: `model_class:
 "MultiTaskModel"` with the backbone group `all` -> share_bottom MLP [512, 256] -> ctr_tower
 and cvr_tower MLP [128] each -> cvr_aitm = AITMTower([cvr_tower, ctr_tower], transfer_mlp
 [128]); output_blocks [ctr_tower, cvr_aitm] feed the towers ctr/clk and cvr/buy, DNN [64]
-each; l2_regularization 1e-6, embedding_regularization 5e-6. Data, features, training and
+each, the cvr tower with the losses CLASSIFICATION and ORDER_CALIBRATE_LOSS (empty:
+no relation_tower_names, as in the sample); l2_regularization 1e-6,
+embedding_regularization 5e-6. Data, features, training and
 the :full and :tiny variants are configs/mmoe.py's. Batch norm is off and the MLPs have
 biases, as in configs/mmoe_backbone.py (its measurement); `:bn` restores EasyRec's MLP
 and DNN defaults.
@@ -30,8 +32,11 @@ def model_config(bottom_units=(512, 256), tower_units=(128,), task_units=(64,), 
                                use_final_bias=True)
     return dict(keras_layer=dict(class_name='MLP', mlp=dict(hidden_units=units, **plain)))
 
-  towers = tuple(mmoe.task_tower(name, label, task_units)
-                 for name, label in (('ctr', 'clk'), ('cvr', 'buy')))
+  # The sample's cvr tower lists a CLASSIFICATION and an ORDER_CALIBRATE_LOSS loss; with no
+  # relation_tower_names the calibration term is empty, in EasyRec as here (a warning).
+  towers = (mmoe.task_tower('ctr', 'clk', task_units),
+            dict(mmoe.task_tower('cvr', 'buy', task_units),
+                 losses=(dict(loss_type='CLASSIFICATION'), dict(loss_type='ORDER_CALIBRATE_LOSS'))))
   if bn:
     towers = tuple(dict(t, dnn=dict(hidden_units=task_units)) for t in towers)
   return dict(

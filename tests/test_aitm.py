@@ -290,7 +290,7 @@ def test_aitm_sample_reads_and_matches_configs_aitm():
   ours = validate(load_config(os.path.join(os.path.dirname(aitm.__file__), 'aitm.py:bn')))
   plain = lambda c: {k: v for k, v in c.model_config.to_dict().items() if k != 'model_params'}
   assert plain(ours) == plain(sample)  # with :bn, EasyRec's MLP defaults: the same backbone
-  towers = lambda c: [(t['tower_name'], t['label_name'], t['dnn']) for t in
+  towers = lambda c: [(t['tower_name'], t['label_name'], t['dnn'], t['losses']) for t in
                       c.model_config.model_params.to_dict()['task_towers']]
   assert towers(ours) == towers(sample)
   _, logits, _ = run(build_model(validate(small(sample))))
