@@ -22,9 +22,9 @@ from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.builder import build_model
 from mmoe_jax.config import ConfigError, complete, easyrec, load_config, validate
 from mmoe_jax.models import MultiTaskModel
-from mmoe_jax.models.ple import PLE
 from mmoe_jax.models.layers import DnnSpec
 from mmoe_jax.models.multi_task import AITMTower
+from mmoe_jax.models.ple import PLE
 from mmoe_jax.training import losses, run_dir, train_lib
 from test_backbone import GROUP_ALL, block, mlp, raw_config, run
 from test_model import init, random_features
@@ -38,6 +38,14 @@ def small(config):
   for feature in raw['feature_configs']:
     feature['hash_bucket_size'] = min(feature['hash_bucket_size'], 100)
   return raw
+
+
+def shapes(model, batch=8):
+  """(parameter shapes, logits shapes) of `model`, traced without compiling (fast)."""
+  features = random_features(model, batch)
+  params = jax.eval_shape(lambda: nn.meta.unbox(model.init(jax.random.PRNGKey(0), features)))
+  logits, _ = jax.eval_shape(lambda p: model.apply(p, features), params)
+  return jax.tree.map(lambda x: x.shape, params['params']), logits
 
 
 def softmax(z):
@@ -149,22 +157,27 @@ def as_cgc_tree(tree, network):
   return out
 
 
-@pytest.mark.parametrize('use_bn, train', [(False, False), (True, True)])
-def test_cgc_block_equals_the_builtin_ple_with_the_same_parameters(use_bn, train):
-  builtin_config, cgc_config, network = ple_twins(use_bn)
+def test_cgc_block_equals_the_builtin_ple_with_the_same_parameters():
+  """In training, with batch norm in the experts: logits, gates and batch statistics."""
+  builtin_config, cgc_config, network = ple_twins(use_bn=True)
   builtin, backbone = build_model(builtin_config), build_model(cgc_config)
   assert isinstance(builtin, PLE) and isinstance(backbone, MultiTaskModel)
   features = random_features(builtin, 16)
   variables = init(builtin, features)
   mapped = {k: as_cgc_tree(v, network) for k, v in variables.items()}
-  shapes = lambda tree: jax.tree.map(jnp.shape, tree)
-  assert shapes(mapped) == shapes(init(backbone, features))  # the same parameters, renamed
-  (want, want_aux), _ = builtin.apply(variables, features, train=train, mutable=['batch_stats'])
-  (got, got_aux), _ = backbone.apply(mapped, features, train=train, mutable=['batch_stats'])
+  tree_shapes = lambda tree: jax.tree.map(jnp.shape, tree)
+  expected = jax.eval_shape(lambda: init(backbone, features))
+  assert tree_shapes(mapped) == tree_shapes(expected)  # the same parameters, renamed
+  (want, want_aux), want_stats = builtin.apply(variables, features, train=True,
+                                               mutable=['batch_stats'])
+  (got, got_aux), got_stats = backbone.apply(mapped, features, train=True,
+                                             mutable=['batch_stats'])
   for t in ('ctr', 'cvr'):
     np.testing.assert_allclose(got[t], want[t], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got_aux['gate_weights'][t],
                                want_aux['gate_weights'][f'{network}/{t}'], rtol=1e-6, atol=1e-7)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               got_stats, {'batch_stats': as_cgc_tree(want_stats['batch_stats'], network)})
 
 
 def test_stacked_cgc_blocks_pass_the_shared_input_and_gates_are_distributions():
@@ -259,9 +272,9 @@ def test_a_block_without_a_layer_is_its_merged_inputs():
                    block('both', ['a', 'b']))
   c = validate(small(raw))
   assert c.model_config.backbone.concat_blocks == ('both',)  # the leaf: EasyRec's default
-  variables, _, _ = run(build_model(c))
-  assert variables['params']['tower_ctr']['dnn_0']['kernel'].shape[0] == 4 + 6
-  assert 'both' not in variables['params']['backbone']  # no parameters
+  params, _ = shapes(build_model(c))
+  assert params['tower_ctr']['dnn_0']['kernel'][0] == 4 + 6
+  assert 'both' not in params['backbone']  # no parameters
 
 
 def test_simple_multi_task_backbone_sample_is_towers_on_the_group_all():
@@ -273,10 +286,10 @@ def test_simple_multi_task_backbone_sample_is_towers_on_the_group_all():
   assert all_.name == 'all' and 'input_layer' in all_
   assert backbone.concat_blocks == ('identity',) and not backbone.output_blocks
   model = build_model(c)
-  variables, logits, _ = run(model)
+  params, logits = shapes(model)
   width = sum(f.embedding_dim for f in model.features)
-  assert variables['params']['tower_ctr']['dnn_0']['kernel'].shape == (width, 256)
-  assert set(variables['params']) == {'embedding', 'tower_ctr', 'tower_cvr', 'output_ctr',
+  assert params['tower_ctr']['dnn_0']['kernel'] == (width, 256)
+  assert set(logits) == {'ctr', 'cvr'} and set(params) == {'embedding', 'tower_ctr', 'tower_cvr', 'output_ctr',
                                       'output_cvr'}
 
 
@@ -293,8 +306,9 @@ def test_aitm_sample_reads_and_matches_configs_aitm():
   towers = lambda c: [(t['tower_name'], t['label_name'], t['dnn'], t['losses']) for t in
                       c.model_config.model_params.to_dict()['task_towers']]
   assert towers(ours) == towers(sample)
-  _, logits, _ = run(build_model(validate(small(sample))))
-  assert set(logits) == {'ctr', 'cvr'}
+  params, logits = shapes(build_model(validate(small(sample))))
+  assert {k: v.shape for k, v in logits.items()} == {'ctr': (8,), 'cvr': (8,)}
+  assert params['backbone']['cvr_aitm']['query_0']['kernel'] == (128, 128)  # d: input 0's
 
 
 def test_aitm_config_trains(tmp_path):
