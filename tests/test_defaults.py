@@ -86,6 +86,7 @@ EASYREC_DEFAULTS = {
     'SENet': dict(reduction_ratio=4, num_squeeze_group=2, use_skip_connection=True,
                   use_output_layer_norm=True),
     'MMoELayer': dict(num_expert=0),
+    'AITMTower': dict(project_dim=0, stop_gradient=True),
     # pipeline.proto (input paths are strings in oneofs; model_dir is required)
     'EasyRecConfig': dict(train_input_path='', eval_input_path=''),
     # backbone.proto
@@ -123,7 +124,7 @@ NOT_EASYREC = {
     'BayesTaskTower': {'pareto_min_loss_weight'},
     'EasyRecModel': {'use_pareto_loss_weight', 'sample_weight_reduction'},
 }
-OWN_MESSAGES = {'TFDSInput', 'Synthetic', 'TaskCorrelation', 'Sharding'}
+OWN_MESSAGES = {'TFDSInput', 'Synthetic', 'TaskCorrelation', 'Sharding', 'CGC'}
 
 
 def messages():

@@ -273,15 +273,35 @@ MMOE_LAYER = Message(
     num_expert=0,
     shared_gate=False,  # not in EasyRec: one gate for every task (a one-gate MoE, OMoE)
 )
+AITM_TOWER = Message(
+    'AITMTower',
+    project_dim=0,  # optional in EasyRec; 0 = unset: the width of input 0 (as EasyRec's)
+    transfer_mlp=Optional(MLP),  # unset: the earlier towers are projected as they are
+    stop_gradient=True,
+)
+# not in EasyRec: one extraction network of PLE (a CGC layer) as a backbone layer, the
+# fields of PLE's ExtractionNetwork (network_name: the block's name) and the two it
+# cannot take from PLE: the number of tasks, and whether it is the last layer.
+CGC = Message(
+    'CGC',
+    num_task=0,  # required; 0 = unset, rejected by validation
+    expert_num_per_task=0,  # required; 0 = unset, rejected by validation
+    share_num=0,
+    task_expert_net=DNN,
+    share_expert_net=Optional(DNN),
+    is_last_layer=True,  # true: no shared gate, outputs the tasks'; false: the shared one too
+)
 
 # easy_rec/python/protos/keras_layer.proto (the params this project's layers read)
 KERAS_LAYER = Message(
     'KerasLayer',
-    oneof=('mlp', 'senet', 'mmoe'),
+    oneof=('mlp', 'senet', 'mmoe', 'aitm', 'cgc'),
     class_name=REQUIRED,
     mlp=MLP,
     senet=SENET,
     mmoe=MMOE_LAYER,
+    aitm=AITM_TOWER,
+    cgc=CGC,  # not in EasyRec
 )
 
 # easy_rec/python/protos/backbone.proto
@@ -308,8 +328,7 @@ INPUT = Message(
 )
 BLOCK = Message(
     'Block',
-    oneof=('input_layer', 'keras_layer'),
-    oneof_required=True,
+    oneof=('input_layer', 'keras_layer'),  # neither: the identity, its merged inputs
     name=REQUIRED,
     inputs=Repeated(INPUT),
     input_concat_axis=-1,
@@ -538,6 +557,7 @@ SHARDING = Message(
     embed=Repeated(str),  # embedding columns and dense-kernel inputs
     expert=Repeated(str, default=('model',)),  # the leading [E] axis of stacked experts
     mlp=Repeated(str),  # hidden units: dense-kernel outputs, biases, batch norm
+    attention=Repeated(str),  # the outputs of AITM's query/key/value projections (no L2)
     batch=Repeated(str, default=('data',)),  # the rows of a batch
     replica=Repeated(str),  # the leading axis of a vmapped sweep's replicas
     pad_vocab=True,  # pad tables with zero rows to a multiple of their shards; false: error

@@ -140,7 +140,7 @@ def validate(config):
   return config
 
 
-LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica')
+LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica', 'attention')
 
 
 def _validate_sharding(sharding):
