@@ -18,9 +18,7 @@ import logging
 from absl import flags
 
 from mmoe_jax import cli
-from mmoe_jax.config import validate
-from mmoe_jax.training import checkpoint, exporter, run_dir
-from mmoe_jax.training.trainer import Trainer
+from mmoe_jax.training import exporter
 
 OUTPUT_DIR = flags.DEFINE_string('output_dir', None, 'Directory to write the artifact to '
                                  '(replaced if it exists).')
@@ -33,11 +31,9 @@ USE_GIVEN_CONFIG = cli.define_use_given_config_flag()
 
 
 def main():
-  config = run_dir.config_of_checkpoint(validate(cli.CONFIG.value), USE_GIVEN_CONFIG.value)
   platforms = ['cpu'] + [p for p in PLATFORMS.value if p != 'cpu']
-  trainer = Trainer(config, example=dict(features=exporter.zero_features(config)))
-  state = checkpoint.restore_or_fail(config, trainer, CHECKPOINT_PATH.value)
-  manifest = exporter.export(trainer, state, OUTPUT_DIR.value, platforms)
+  manifest = exporter.export_checkpoint(cli.CONFIG.value, OUTPUT_DIR.value,
+                                        CHECKPOINT_PATH.value, platforms, USE_GIVEN_CONFIG.value)
   logging.getLogger('mmoe_jax').info('exported step %d to %s', manifest['step'],
                                      OUTPUT_DIR.value)
   print(json.dumps(dict(output_dir=OUTPUT_DIR.value, step=manifest['step'],

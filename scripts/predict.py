@@ -12,7 +12,7 @@ The output has one row per input row, in input order, with EasyRec's prediction
 columns: probs_<tower> (CLASSIFICATION) and y_<tower> (L2_LOSS, or the class of a
 multi-class tower, whose class probabilities are probs_<tower>_<k>), or those
 --output_cols names (logits_<tower> too), then the --reserved_cols copied from the input
-(EasyRec's predictor flags). With --config the latest checkpoint of model_dir predicts,
+(EasyRec's predictor flags). With --config the latest checkpoint of model_dir (or --checkpoint_path) predicts,
 built from the config that model_dir records unless --use_given_config (as evaluate.py);
 with --saved_model_dir, the artifact scripts/export.py wrote (no config needed).
 """
@@ -31,6 +31,9 @@ RESERVED_COLS = flags.DEFINE_list('reserved_cols', [], 'Input columns to copy in
 OUTPUT_COLS = flags.DEFINE_list('output_cols', [], 'Output columns to write, in order '
                                 "(default: every probs_ and y_ column); EasyRec's 'name type' "
                                 'items are taken by name.')
+CHECKPOINT_PATH = flags.DEFINE_string(
+    'checkpoint_path', None, "With --config, the checkpoint to predict with (default: model_dir's "
+    'latest): a model_dir, its checkpoints/ or best_ckpt/, or one step directory.')
 USE_GIVEN_CONFIG = cli.define_use_given_config_flag()
 
 
@@ -46,7 +49,7 @@ def main():
   else:
     predictions, table = evaluation.predict_checkpoint(
         cli.CONFIG.value, INPUT_PATH.value, use_given_config=USE_GIVEN_CONFIG.value,
-        keep=RESERVED_COLS.value)
+        keep=RESERVED_COLS.value, checkpoint_path=CHECKPOINT_PATH.value)
   evaluation.write_predictions(predictions, OUTPUT_PATH.value,
                                table.select(RESERVED_COLS.value), OUTPUT_COLS.value)
 

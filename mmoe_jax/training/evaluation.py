@@ -52,9 +52,11 @@ def evaluate_checkpoint(config, input_path=None, use_given_config=False):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path, use_given_config=False, keep=()):
-  """Predictions of the latest checkpoint for every row of a CSV, in input order, with the
-  config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint).
+def predict_checkpoint(config, input_path, use_given_config=False, keep=(),
+                       checkpoint_path=None):
+  """Predictions of the latest checkpoint (or the one at checkpoint_path, see
+  checkpoint.locate) for every row of a CSV, in input order, with the config model_dir
+  records unless `use_given_config` (run_dir.config_of_checkpoint).
 
   The CSV needs only the feature columns (serving.Inputs.read_csv: by name with a header,
   else input_fields in order with or without the labels). Returns (predictions, the table
@@ -67,7 +69,7 @@ def predict_checkpoint(config, input_path, use_given_config=False, keep=()):
     raise ValueError(f'{input_path}: no data rows')
   rows = ColumnarData(inputs.transform(table, input_path), {}, table.num_rows, 0)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))
-  return predict_rows(trainer, restore_or_fail(config, trainer), rows), table
+  return predict_rows(trainer, restore_or_fail(config, trainer, checkpoint_path), rows), table
 
 
 def write_predictions(predictions, path, reserved=None, output_cols=None):

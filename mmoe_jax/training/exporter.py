@@ -17,7 +17,9 @@ import jax
 import numpy as np
 
 from mmoe_jax import serving
-from mmoe_jax.config import ConfigError
+from mmoe_jax.config import ConfigError, validate
+from mmoe_jax.training import checkpoint, run_dir
+from mmoe_jax.training.trainer import Trainer
 
 log = logging.getLogger('mmoe_jax')
 
@@ -102,6 +104,17 @@ def export(trainer, state, directory, platforms=('cpu',)):
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return manifest
+
+
+def export_checkpoint(config, output_dir, checkpoint_path=None, platforms=('cpu',),
+                      use_given_config=False):
+  """scripts/export.py: exports model_dir's latest checkpoint (or the one at
+  checkpoint_path, see checkpoint.locate), built from the config model_dir records unless
+  use_given_config; returns the manifest."""
+  config = run_dir.config_of_checkpoint(validate(config), use_given_config)
+  trainer = Trainer(config, example=dict(features=zero_features(config)))
+  state = checkpoint.restore_or_fail(config, trainer, checkpoint_path)
+  return export(trainer, state, output_dir, platforms)
 
 
 def artifact_size(directory):

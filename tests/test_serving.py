@@ -1,0 +1,242 @@
+"""From training to serving: the exported artifact (scripts/export.py) served by
+mmoe_jax/serving.py with no model code, predict.py's inputs and outputs, and
+fine_tune_checkpoint."""
+
+import csv
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import ROOT
+from mmoe_jax import serving
+from mmoe_jax.config import validate
+from mmoe_jax.training import checkpoint, evaluation, exporter, train_lib
+from mmoe_jax.training.trainer import Trainer
+
+ROWS = 1000
+LABELS = ('clk', 'buy')
+KEEP = ('user_id', 'pid')
+
+
+def tiny(name, model_dir):
+  """configs/<name>.py:tiny with small tables, 2 steps, 1,000 eval rows."""
+  sys.path.insert(0, os.path.join(ROOT, 'configs'))
+  module = __import__(name)
+  config = module.get_config('tiny')
+  config.model_dir = str(model_dir)
+  for fc in config.feature_configs:
+    fc.hash_bucket_size = min(fc.hash_bucket_size, 1000)
+  config.train_config.update(num_steps=2, save_checkpoints_steps=2, log_step_count_steps=2)
+  config.synthetic.update(train_rows=512, eval_rows=ROWS)
+  return config
+
+
+def stop_at_second_eval(eval_results, params):
+  """An early_stop_func (export_config): stops at the second evaluation."""
+  del params
+  return len(eval_results) >= 2
+
+
+@pytest.fixture(scope='module', params=['mmoe', 'mmoe_backbone'])
+def trained(request, tmp_path_factory):
+  """A tiny model trained a few steps, its export, its eval CSV without labels, and
+  predict.py's predictions for that CSV (keeping two id columns) from the exported step.
+
+  The MMoE run has exporter_type best and early stop, by a function that stops it at its
+  second evaluation (step 4 of 8); the backbone run trains 2 steps and exports at the end.
+  """
+  base = tmp_path_factory.mktemp(request.param)
+  config = tiny(request.param, base / 'model')
+  if request.param == 'mmoe':
+    config.train_config.num_steps = 8
+    config.export_config.update(exporter_type='best', best_exporter_metric='auc_cvr',
+                                enable_early_stop=True,
+                                early_stop_func=f'{__name__}.stop_at_second_eval')
+  result = train_lib.train_and_evaluate(config)
+  eval_csv = os.path.join(config.model_dir, 'data', f'synthetic_eval_{ROWS}_0.csv')
+  unlabeled = str(base / 'features.csv')
+  with open(eval_csv) as f, open(unlabeled, 'w', newline='') as out:
+    csv.writer(out).writerows(row[len(LABELS):] for row in csv.reader(f))
+  kind = config.export_config.exporter_type
+  step = result['checkpoint_step']
+  predictions, table = evaluation.predict_checkpoint(
+      config, unlabeled, keep=KEEP,
+      checkpoint_path=os.path.join(config.model_dir, 'best_ckpt' if kind == 'best' else ''))
+  return dict(config=config, result=result, unlabeled=unlabeled, eval_csv=eval_csv,
+              artifact=os.path.join(config.model_dir, 'export', kind, str(step)),
+              predictions=predictions, table=table)
+
+
+def test_run_stops_early_and_reports_its_best_checkpoint(trained):
+  """exporter_type best with early stop: the run stops at its second evaluation, exports
+  the best step alone (exports_to_keep 1), keeps its checkpoint in best_ckpt, and its
+  final line reports it; a rerun stays stopped and reports the same."""
+  config, result = trained['config'], trained['result']
+  if config.export_config.exporter_type != 'best':
+    assert result['checkpoint'] == 'last' and result['checkpoint_step'] == result['step'] == 2
+    return
+  with open(os.path.join(config.model_dir, 'metrics.jsonl')) as f:
+    history = {row.pop('step'): row for row in map(json.loads, f)}
+  assert sorted(history) == [2, 4] and result['step'] == 4
+  best = 4 if history[4]['auc_cvr'] > history[2]['auc_cvr'] else 2  # strict improvement
+  assert result['checkpoint'] == 'best' and result['checkpoint_step'] == best
+  assert {k: result[k] for k in history[best]} == history[best]
+  assert os.listdir(os.path.join(config.model_dir, 'export', 'best')) == [str(best)]
+  assert os.listdir(os.path.join(config.model_dir, 'best_ckpt')) == [str(best)]
+  assert train_lib.train_and_evaluate(config) == result
+
+
+# Run where mmoe_jax.models, mmoe_jax.config, flax and optax cannot be imported.
+NO_MODEL_CODE = r'''
+import sys, importlib.abc
+class Refuse(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in ('flax', 'optax', 'orbax') or name.startswith(
+        ('mmoe_jax.models', 'mmoe_jax.config', 'mmoe_jax.training', 'mmoe_jax.builder')):
+      raise ImportError(f'{name} may not be imported here')
+sys.meta_path.insert(0, Refuse())
+import numpy as np
+from mmoe_jax import serving
+artifact, csv_path, out = sys.argv[1:]
+predictor = serving.load(artifact)
+np.savez(out, **predictor.predict_csv(csv_path))
+'''
+
+
+def test_artifact_serves_predict_py_outputs_without_model_code(trained, tmp_path):
+  """The final exporter's artifact, loaded where no model code can be imported, predicts
+  1,000 label-less rows as predict.py does from the checkpoint (to 1e-6)."""
+  expected = trained['predictions']
+  out = tmp_path / 'served.npz'
+  done = subprocess.run(
+      [sys.executable, '-c', NO_MODEL_CODE, trained['artifact'], trained['unlabeled'], str(out)],
+      capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with np.load(out) as served:
+    assert sorted(served.files) == sorted(expected)
+    for name, value in expected.items():
+      assert served[name].shape == value.shape == (ROWS,)
+      np.testing.assert_allclose(served[name], value, atol=1e-6, rtol=0, err_msg=name)
+
+
+def test_manifest_lists_transforms_outputs_and_platforms(trained):
+  manifest = json.load(open(os.path.join(trained['artifact'], serving.MANIFEST)))
+  assert manifest['step'] == trained['result']['checkpoint_step']
+  assert manifest['platforms'] == ['cpu']
+  inputs = manifest['inputs']
+  assert inputs['label_fields'] == list(LABELS) and inputs['separator'] == ','
+  assert not inputs['with_header']
+  features = {f['feature_name']: f for f in inputs['features']}
+  assert features['user_id'] | dict(input_names=['user_id']) == dict(
+      feature_name='user_id', feature_type='IdFeature', input_names=['user_id'],
+      hash_bucket_size=1000, num_buckets=0, vocab_list=[], boundaries=[], separator='|',
+      raw_input_dim=1, hash='fnv1a_64')
+  assert features['tag_brand_list']['feature_type'] == 'TagFeature'
+  assert features['tag_brand_list']['separator'] == '|'
+  assert features['price']['num_buckets'] == 50 and features['price']['hash'] == ''
+  fields = {f['input_name']: f for f in inputs['input_fields']}
+  assert fields['price'] == dict(input_name='price', input_type='INT32', default_val='')
+  # EasyRec's output names, one value per row
+  assert [(o['name'], o['shape']) for o in manifest['outputs']] == [
+      ('logits_ctr', []), ('logits_cvr', []), ('probs_ctr', []), ('probs_cvr', [])]
+
+
+def test_predict_takes_raw_columns_as_predict_csv(trained):
+  """predict(dict of raw columns) equals predict_csv on the same rows; numbers may be given
+  as numbers, and a missing value as None (an empty cell)."""
+  predictor = serving.load(trained['artifact'])
+  names = [f['input_name'] for f in predictor.manifest['inputs']['input_fields']]
+  with open(trained['eval_csv']) as f:
+    rows = list(csv.reader(f))[:50]
+  rows[3][names.index('cms_segid')] = ''
+  columns = {n: [r[i] for r in rows] for i, n in enumerate(names) if n not in LABELS}
+  columns['price'] = [int(v) for v in columns['price']]
+  columns['cms_segid'][3] = None
+  got = predictor.predict(columns)
+  path = os.path.join(os.path.dirname(trained['unlabeled']), 'fifty.csv')
+  with open(path, 'w', newline='') as f:
+    csv.writer(f).writerows(rows)
+  want = predictor.predict_csv(path)
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_export_for_cuda_lists_both_platforms(trained, tmp_path):
+  if trained['config'].model_config.model_class != 'MMoE':
+    pytest.skip('one model is enough')
+  manifest = exporter.export_checkpoint(trained['config'], str(tmp_path / 'a'),
+                                        platforms=('cpu', 'cuda'))
+  assert manifest['platforms'] == ['cpu', 'cuda']
+  assert serving.load(str(tmp_path / 'a')).platforms == ('cpu', 'cuda')
+
+
+def test_predict_writes_reserved_and_chosen_columns(trained, tmp_path):
+  """predict.py's output: the chosen outputs in order (EasyRec's 'name type' items too),
+  then the reserved input columns as read; labels are not needed in the input."""
+  predictions, table = trained['predictions'], trained['table']
+  out = tmp_path / 'out.csv'
+  evaluation.write_predictions(predictions, str(out), table.select(['user_id', 'pid']),
+                               ['probs_cvr double', 'logits_ctr'])
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  with open(trained['unlabeled']) as f:
+    inputs = list(csv.reader(f))
+  assert list(rows[0]) == ['probs_cvr', 'logits_ctr', 'user_id', 'pid']
+  assert len(rows) == ROWS
+  user, pid = 8 - len(LABELS), 2 - len(LABELS)  # their columns in input_fields, less labels
+  assert [r['user_id'] for r in rows] == [r[user] for r in inputs]
+  assert [r['pid'] for r in rows] == [r[pid] for r in inputs]
+  np.testing.assert_allclose([float(r['probs_cvr']) for r in rows], predictions['probs_cvr'],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="output_cols: no output 'probs_x'"):
+    evaluation.write_predictions(predictions, str(out), None, ['probs_x'])
+
+
+def test_csv_errors_name_the_columns(trained, tmp_path):
+  inputs = serving.load(trained['artifact']).inputs
+  bad = tmp_path / 'bad.csv'
+  bad.write_text('1,2,3\n')
+  with pytest.raises(ValueError, match=r'bad.csv:1: expected 20 columns \(input_fields\) or '
+                                       r'18 \(input_fields without label_fields\), got 3'):
+    inputs.read_csv(str(bad))
+  with pytest.raises(ValueError, match="no column 'order_id'"):
+    inputs.read_csv(trained['unlabeled'], keep=['order_id'])
+
+
+def test_fine_tune_checkpoint_restores_matching_names_and_shapes(trained, caplog):
+  """A model with a wider ctr tower, warm-started from the trained run: every parameter of
+  the same name and shape is the checkpoint's, the ctr tower's first layer (another
+  shape) keeps its initial value and is logged; the step stays 0; the optimizer state is
+  the fresh one unless asked for."""
+  if trained['config'].model_config.model_class != 'MMoE':
+    pytest.skip('one model is enough')
+  source = trained['config']
+  config = tiny('mmoe', trained['config'].model_dir + '_fine_tune')
+  config.model_config.mmoe.task_towers[0].dnn.hidden_units = (6,)
+  config = validate(config)
+  trainer = Trainer(config, example=dict(features=exporter.zero_features(config)))
+  fresh = trainer.create_state()
+  directory, step = checkpoint.locate(source.model_dir)
+  saved = ocp.CheckpointManager(directory).restore(step, args=ocp.args.StandardRestore())
+  for optimizer_state in (False, True):
+    with caplog.at_level(logging.INFO, 'mmoe_jax'):
+      state = checkpoint.warm_start(fresh, source.model_dir, optimizer_state)
+    assert int(state['step']) == 0
+    leaves = lambda s, part: {checkpoint._dotted(p): np.asarray(v) for p, v in  # pylint: disable=protected-access
+                              jax.tree_util.tree_leaves_with_path(s[part])}
+    for part in ('params', 'opt_state'):
+      got, old, new = leaves(state, part), leaves(saved, part), leaves(fresh, part)
+      taken = part == 'params' or optimizer_state
+      for name, value in got.items():
+        same = name in old and old[name].shape == value.shape
+        np.testing.assert_array_equal(value, old[name] if same and taken else new[name], name)
+      mismatched = [n for n in got if n in old and old[n].shape != got[n].shape]
+      assert mismatched and all('ctr' in n for n in mismatched)
+  assert 'skipped params.' in caplog.text and 'optimizer state not taken' in caplog.text
