@@ -3,6 +3,7 @@ mmoe_jax/serving.py with no model code, predict.py's inputs and outputs, and
 fine_tune_checkpoint."""
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -10,15 +11,14 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from conftest import ROOT
 from mmoe_jax import serving
-from mmoe_jax.config import validate
 from mmoe_jax.training import checkpoint, evaluation, exporter, train_lib
-from mmoe_jax.training.trainer import Trainer
 
 ROWS = 1000
 LABELS = ('clk', 'buy')
@@ -211,32 +211,35 @@ def test_csv_errors_name_the_columns(trained, tmp_path):
 
 
 def test_fine_tune_checkpoint_restores_matching_names_and_shapes(trained, caplog):
-  """A model with a wider ctr tower, warm-started from the trained run: every parameter of
-  the same name and shape is the checkpoint's, the ctr tower's first layer (another
-  shape) keeps its initial value and is logged; the step stays 0; the optimizer state is
-  the fresh one unless asked for."""
+  """A fresh state of a model like the trained one, but with one parameter of another
+  shape and one the checkpoint lacks, warm-started from the trained run: every parameter
+  of the same name and shape is the checkpoint's, the other two keep their initial values
+  and are logged; the step stays 0; the optimizer state is the fresh one unless asked."""
   if trained['config'].model_config.model_class != 'MMoE':
     pytest.skip('one model is enough')
-  source = trained['config']
-  config = tiny('mmoe', trained['config'].model_dir + '_fine_tune')
-  config.model_config.mmoe.task_towers[0].dnn.hidden_units = (6,)
-  config = validate(config)
-  trainer = Trainer(config, example=dict(features=exporter.zero_features(config)))
-  fresh = trainer.create_state()
-  directory, step = checkpoint.locate(source.model_dir)
+  directory, step = checkpoint.locate(trained['config'].model_dir)
   saved = ocp.CheckpointManager(directory).restore(step, args=ocp.args.StandardRestore())
+  flat = lambda tree: {checkpoint._dotted(p): np.asarray(v) for p, v in  # pylint: disable=protected-access
+                       jax.tree_util.tree_leaves_with_path(tree)}
+  old = flat(saved)
+  # the fresh state: the checkpoint's tree, every value replaced, one kernel widened
+  fresh = jax.tree.map(lambda v: jnp.full(np.shape(v), 7, np.asarray(v).dtype), saved)
+  kernel = next(n for n in old if n.startswith('params.') and n.endswith('kernel'))
+  *path, last = kernel.split('.')
+  parent = functools.reduce(lambda d, k: d[k], path, fresh)
+  parent[last] = jnp.zeros((old[kernel].shape[0] + 1,) + old[kernel].shape[1:])
+  parent['extra'] = jnp.ones(3)
+  new = flat(fresh)
   for optimizer_state in (False, True):
+    caplog.clear()
     with caplog.at_level(logging.INFO, 'mmoe_jax'):
-      state = checkpoint.warm_start(fresh, source.model_dir, optimizer_state)
-    assert int(state['step']) == 0
-    leaves = lambda s, part: {checkpoint._dotted(p): np.asarray(v) for p, v in  # pylint: disable=protected-access
-                              jax.tree_util.tree_leaves_with_path(s[part])}
-    for part in ('params', 'opt_state'):
-      got, old, new = leaves(state, part), leaves(saved, part), leaves(fresh, part)
-      taken = part == 'params' or optimizer_state
-      for name, value in got.items():
-        same = name in old and old[name].shape == value.shape
-        np.testing.assert_array_equal(value, old[name] if same and taken else new[name], name)
-      mismatched = [n for n in got if n in old and old[n].shape != got[n].shape]
-      assert mismatched and all('ctr' in n for n in mismatched)
-  assert 'skipped params.' in caplog.text and 'optimizer state not taken' in caplog.text
+      got = flat(checkpoint.warm_start(fresh, trained['config'].model_dir, optimizer_state))
+    taken = [n for n in got if n.startswith(('params.', 'batch_stats.')) or (
+        optimizer_state and n.startswith('opt_state.'))]
+    for name, value in got.items():
+      from_checkpoint = name in taken and name in old and old[name].shape == value.shape
+      np.testing.assert_array_equal(value, old[name] if from_checkpoint else new[name], name)
+    assert got['step'] == 7  # the fresh state's: EasyRec does not restore global_step
+    assert f'skipped {kernel}: checkpoint {old[kernel].shape}' in caplog.text
+    assert f'not in the checkpoint, initialized: {".".join(path)}.extra' in caplog.text
+    assert ('optimizer state not taken' in caplog.text) != optimizer_state
