@@ -47,7 +47,7 @@ def main():
   elif cli.CONFIG.value is None:
     raise flags.ValidationError('pass --config (a checkpoint) or --saved_model_dir')
   else:
-    predictions, table = evaluation.predict_checkpoint(
+    predictions, table = evaluation.predict_checkpoint_table(
         cli.CONFIG.value, INPUT_PATH.value, use_given_config=USE_GIVEN_CONFIG.value,
         keep=RESERVED_COLS.value, checkpoint_path=CHECKPOINT_PATH.value)
   evaluation.write_predictions(predictions, OUTPUT_PATH.value,

@@ -66,7 +66,7 @@ def trained(request, tmp_path_factory):
     csv.writer(out).writerows(row[len(LABELS):] for row in csv.reader(f))
   kind = config.export_config.exporter_type
   step = result['checkpoint_step']
-  predictions, table = evaluation.predict_checkpoint(
+  predictions, table = evaluation.predict_checkpoint_table(
       config, unlabeled, keep=KEEP,
       checkpoint_path=os.path.join(config.model_dir, 'best_ckpt' if kind == 'best' else ''))
   return dict(config=config, result=result, unlabeled=unlabeled, eval_csv=eval_csv,

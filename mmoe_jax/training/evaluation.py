@@ -52,17 +52,25 @@ def evaluate_checkpoint(config, input_path=None, use_given_config=False):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path, use_given_config=False, keep=(),
-                       checkpoint_path=None):
+def predict_checkpoint(config, input_path, use_given_config=False, checkpoint_path=None):
   """Predictions of the latest checkpoint (or the one at checkpoint_path, see
   checkpoint.locate) for every row of a CSV, in input order, with the config model_dir
   records unless `use_given_config` (run_dir.config_of_checkpoint).
 
   The CSV needs only the feature columns (serving.Inputs.read_csv: by name with a header,
-  else input_fields in order with or without the labels). Returns (predictions, the table
-  of the columns read, `keep` among them).
+  else input_fields in order with or without the labels).
   """
+  return predict_checkpoint_table(config, input_path, use_given_config, (),
+                                  checkpoint_path)[0]
+
+
+def predict_checkpoint_table(config, input_path, use_given_config=False, keep=(),
+                             checkpoint_path=None):
+  """predict_checkpoint, and the table of the columns read: the features and `keep`."""
   config = run_dir.config_of_checkpoint(validate(config), use_given_config)
+  if config.data_config.input_type == 'TFDSInput':
+    raise ValueError("data_config.input_type: 'TFDSInput'; predict.py reads CSV files in "
+                     "the config's columns (input_fields)")
   inputs = serving.Inputs(exporter.input_manifest(config))
   table = inputs.read_csv(input_path, keep)
   if not table.num_rows:

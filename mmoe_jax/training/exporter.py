@@ -92,6 +92,9 @@ def export(trainer, state, directory, platforms=('cpu',)):
   parent = os.path.dirname(os.path.abspath(directory))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix='.tmp-', dir=parent)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's is 0700: an artifact is for others to read
   try:
     with open(os.path.join(tmp, serving.FUNCTION), 'wb') as f:
       f.write(exported.serialize())
