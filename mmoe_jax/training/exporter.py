@@ -171,6 +171,14 @@ def should_stop(history, export_config):
   return max(history) - best_step(history, export_config) >= export_config.max_check_steps
 
 
+def stop_reason(export_config):
+  """Why should_stop said stop, for the log."""
+  if export_config.early_stop_func:
+    return f'export_config.early_stop_func {export_config.early_stop_func} said so'
+  return (f'{export_config.best_exporter_metric} has not improved for '
+          f'{export_config.max_check_steps} steps (export_config.max_check_steps)')
+
+
 def _function(path):
   module, _, name = path.rpartition('.')
   try:

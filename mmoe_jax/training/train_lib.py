@@ -100,8 +100,8 @@ def _train_and_evaluate(config):
                            lambda line: bar.write(line, file=bar.fp))
         exporters.after_eval(trainer, state, done, _history(config, done, result, lead))
         if _early_stop(config, lead):
-          bar.write(f'early stop at step {done}: export_config.best_exporter_metric '
-                    'has not improved as export_config says', file=bar.fp)
+          bar.write(f'early stop at step {done}: {exporter.stop_reason(config.export_config)}',
+                    file=bar.fp)
           break
       last_time = time.perf_counter()  # examples/s counts training steps only
   train_input.close()
