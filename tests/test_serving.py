@@ -17,8 +17,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import ROOT
+from mmoe_jax import data as data_lib
 from mmoe_jax import serving
+from mmoe_jax.config import validate
 from mmoe_jax.training import checkpoint, evaluation, exporter, train_lib
+from mmoe_jax.training.trainer import Trainer
 
 ROWS = 1000
 LABELS = ('clk', 'buy')
@@ -46,11 +49,13 @@ def stop_at_second_eval(eval_results, params):
 
 @pytest.fixture(scope='module', params=['mmoe', 'mmoe_backbone'])
 def trained(request, tmp_path_factory):
-  """A tiny model trained a few steps, its export, its eval CSV without labels, and
-  predict.py's predictions for that CSV (keeping two id columns) from the exported step.
+  """A tiny model's checkpoint and its export, its eval CSV without labels, and predict.py's
+  predictions for that CSV (keeping two id columns) from the exported checkpoint.
 
-  The MMoE run has exporter_type best and early stop, by a function that stops it at its
-  second evaluation (step 4 of 8); the backbone run trains 2 steps and exports at the end.
+  The MMoE trains with exporter_type best and early stop, by a function that stops it at
+  its second evaluation (step 4 of 8). The backbone model's initial state is saved as a
+  checkpoint and exported by scripts/export.py's function for cpu and cuda (the
+  equality needs no training, and this skips compiling a train step).
   """
   base = tmp_path_factory.mktemp(request.param)
   config = tiny(request.param, base / 'model')
@@ -59,19 +64,24 @@ def trained(request, tmp_path_factory):
     config.export_config.update(exporter_type='best', best_exporter_metric='auc_cvr',
                                 enable_early_stop=True,
                                 early_stop_func=f'{__name__}.stop_at_second_eval')
-  result = train_lib.train_and_evaluate(config)
+    result = train_lib.train_and_evaluate(config)
+    artifact = os.path.join(config.model_dir, 'export', 'best', str(result['checkpoint_step']))
+    source = os.path.join(config.model_dir, 'best_ckpt')
+  else:
+    valid = validate(config)
+    data_lib.input_paths(valid)  # writes the synthetic CSVs
+    trainer = Trainer(valid, example=dict(features=exporter.zero_features(valid)))
+    checkpoint.Checkpointer(config.model_dir, 1).save(0, trainer.create_state())
+    result, artifact, source = None, str(base / 'export'), None
+    exporter.export_checkpoint(config, artifact, platforms=('cpu', 'cuda'))
   eval_csv = os.path.join(config.model_dir, 'data', f'synthetic_eval_{ROWS}_0.csv')
   unlabeled = str(base / 'features.csv')
   with open(eval_csv) as f, open(unlabeled, 'w', newline='') as out:
     csv.writer(out).writerows(row[len(LABELS):] for row in csv.reader(f))
-  kind = config.export_config.exporter_type
-  step = result['checkpoint_step']
-  predictions, table = evaluation.predict_checkpoint_table(
-      config, unlabeled, keep=KEEP,
-      checkpoint_path=os.path.join(config.model_dir, 'best_ckpt' if kind == 'best' else ''))
+  predictions, table = evaluation.predict_checkpoint_table(config, unlabeled, keep=KEEP,
+                                                           checkpoint_path=source)
   return dict(config=config, result=result, unlabeled=unlabeled, eval_csv=eval_csv,
-              artifact=os.path.join(config.model_dir, 'export', kind, str(step)),
-              predictions=predictions, table=table)
+              artifact=artifact, predictions=predictions, table=table)
 
 
 def test_run_stops_early_and_reports_its_best_checkpoint(trained):
@@ -79,9 +89,8 @@ def test_run_stops_early_and_reports_its_best_checkpoint(trained):
   the best step alone (exports_to_keep 1), keeps its checkpoint in best_ckpt, and its
   final line reports it; a rerun stays stopped and reports the same."""
   config, result = trained['config'], trained['result']
-  if config.export_config.exporter_type != 'best':
-    assert result['checkpoint'] == 'last' and result['checkpoint_step'] == result['step'] == 2
-    return
+  if result is None:
+    pytest.skip('the MMoE run')
   with open(os.path.join(config.model_dir, 'metrics.jsonl')) as f:
     history = {row.pop('step'): row for row in map(json.loads, f)}
   assert sorted(history) == [2, 4] and result['step'] == 4
@@ -128,8 +137,12 @@ def test_artifact_serves_predict_py_outputs_without_model_code(trained, tmp_path
 
 def test_manifest_lists_transforms_outputs_and_platforms(trained):
   manifest = json.load(open(os.path.join(trained['artifact'], serving.MANIFEST)))
-  assert manifest['step'] == trained['result']['checkpoint_step']
-  assert manifest['platforms'] == ['cpu']
+  if trained['result'] is None:  # the backbone model, exported for cuda too
+    assert manifest['step'] == 0 and manifest['platforms'] == ['cpu', 'cuda']
+    assert serving.load(trained['artifact']).platforms == ('cpu', 'cuda')
+  else:  # the best exporter's, in training
+    assert manifest['step'] == trained['result']['checkpoint_step']
+    assert manifest['platforms'] == ['cpu']
   inputs = manifest['inputs']
   assert inputs['label_fields'] == list(LABELS) and inputs['separator'] == ','
   assert not inputs['with_header']
@@ -168,15 +181,6 @@ def test_predict_takes_raw_columns_as_predict_csv(trained):
     np.testing.assert_array_equal(got[name], want[name])
 
 
-def test_export_for_cuda_lists_both_platforms(trained, tmp_path):
-  if trained['config'].model_config.model_class != 'MMoE':
-    pytest.skip('one model is enough')
-  manifest = exporter.export_checkpoint(trained['config'], str(tmp_path / 'a'),
-                                        platforms=('cpu', 'cuda'))
-  assert manifest['platforms'] == ['cpu', 'cuda']
-  assert serving.load(str(tmp_path / 'a')).platforms == ('cpu', 'cuda')
-
-
 def test_predict_writes_reserved_and_chosen_columns(trained, tmp_path):
   """predict.py's output: the chosen outputs in order (EasyRec's 'name type' items too),
   then the reserved input columns as read; labels are not needed in the input."""
@@ -197,6 +201,25 @@ def test_predict_writes_reserved_and_chosen_columns(trained, tmp_path):
                              rtol=1e-6)
   with pytest.raises(ValueError, match="output_cols: no output 'probs_x'"):
     evaluation.write_predictions(predictions, str(out), None, ['probs_x'])
+
+
+def test_predict_script_serves_the_artifact(trained, tmp_path):
+  """predict.py --saved_model_dir: no --config; the label-less input, reserved columns."""
+  if trained['config'].model_config.model_class != 'MMoE':
+    pytest.skip('one model is enough')
+  out = tmp_path / 'pred.csv'
+  done = subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'scripts', 'predict.py'),
+       f'--saved_model_dir={trained["artifact"]}', f'--input_path={trained["unlabeled"]}',
+       f'--output_path={out}', '--reserved_cols=pid'],
+      capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=ROOT), timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(out) as f:
+    rows = list(csv.DictReader(f))
+  assert list(rows[0]) == ['probs_ctr', 'probs_cvr', 'pid']
+  assert [r['pid'] for r in rows] == [v.as_py() for v in trained['table']['pid']]
+  np.testing.assert_allclose([float(r['probs_ctr']) for r in rows],
+                             trained['predictions']['probs_ctr'], atol=1e-6)
 
 
 def test_csv_errors_name_the_columns(trained, tmp_path):
