@@ -29,7 +29,7 @@ KEEP = ('user_id', 'pid')
 
 
 def tiny(name, model_dir):
-  """configs/<name>.py:tiny with small tables, 2 steps, 1,000 eval rows."""
+  """configs/<name>.py:tiny with small tables, checkpoints every 2 steps, 1,000 eval rows."""
   sys.path.insert(0, os.path.join(ROOT, 'configs'))
   module = __import__(name)
   config = module.get_config('tiny')
@@ -120,8 +120,9 @@ np.savez(out, **predictor.predict_csv(csv_path))
 
 
 def test_artifact_serves_predict_py_outputs_without_model_code(trained, tmp_path):
-  """The final exporter's artifact, loaded where no model code can be imported, predicts
-  1,000 label-less rows as predict.py does from the checkpoint (to 1e-6)."""
+  """The artifact (the MMoE's best export in training; the backbone model's by export.py's
+  function), loaded where no model code can be imported, predicts 1,000 label-less rows
+  as predict.py does from the same checkpoint (to 1e-6)."""
   expected = trained['predictions']
   out = tmp_path / 'served.npz'
   done = subprocess.run(
