@@ -39,7 +39,11 @@ EASYREC_DEFAULTS = {
     # train.proto
     'TrainConfig': dict(gradient_clipping_by_norm=0.0, num_steps=0, save_checkpoints_steps=1000,
                         keep_checkpoint_max=10, save_summary_steps=1000,
-                        log_step_count_steps=10),
+                        log_step_count_steps=10, fine_tune_checkpoint=''),
+    # export.proto
+    'ExportConfig': dict(exporter_type='final', best_exporter_metric='auc', metric_bigger=True,
+                         enable_early_stop=False, early_stop_func='', early_stop_params='',
+                         max_check_steps=10000, exports_to_keep=1),
     # eval.proto
     'EvalConfig': dict(num_examples=0),
     'AUC': dict(num_thresholds=200),
@@ -114,7 +118,7 @@ EASYREC_DEFAULTS = {
 # means unset.
 NOT_EASYREC = {
     'EasyRecConfig': {'model_dir', 'seed'},  # model_dir: required in EasyRec
-    'TrainConfig': {'mixed_precision', 'steps_per_dispatch'},
+    'TrainConfig': {'mixed_precision', 'steps_per_dispatch', 'fine_tune_optimizer_state'},
     'DatasetConfig': {'cache_dir', 'input_mode'},
     'MMoELayer': {'num_task', 'shared_gate'},  # num_task: required in EasyRec, 0 = unset
     'ExtractionNetwork': {'expert_num_per_task'},  # required in EasyRec, 0 = unset

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -246,7 +247,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
   path = pipeline(
       tmp_path, FEATURES=features,
       EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
-      TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
+      TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_ckpt_var_map: "x"',
       INPUT_TYPE='OdpsInputV2', MODEL='losses { loss_type: CLASSIFICATION }',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
       TOWERS="""task_towers { tower_name: "ctr" loss_type: PAIRWISE_HINGE_LOSS
@@ -264,7 +265,7 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       'model_config.losses: not implemented',
       'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
       'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
-      'train_config.fine_tune_checkpoint = x: not implemented',
+      'train_config.fine_tune_ckpt_var_map = x: not implemented',
   ]
   for line in expected:
     assert line in message
@@ -461,3 +462,45 @@ def test_new_metric_fields_round_trip_with_easyrecs_defaults(tmp_path):
   with pytest.raises(ConfigError, match=r'metrics_set\[0\].gauc.uid_field: required field'):
     load_config(pipeline(tmp_path, TOWERS=towers.replace('gauc { uid_field: "user" }',
                                                          'gauc {}')))
+
+
+def test_export_config_is_read_with_easyrecs_defaults_and_round_trips(tmp_path):
+  """export_config and fine_tune_checkpoint (export.proto, train.proto): set fields are
+  read, unset ones take EasyRec's defaults, and the run record's text form reads back."""
+  path = pipeline(tmp_path, TRAIN='fine_tune_checkpoint: "runs/old"', EXTRA="""
+      export_config { exporter_type: "best" best_exporter_metric: "auc_cvr"
+                      enable_early_stop: true max_check_steps: 2000 }""")
+  config = load_config(path)
+  assert config.train_config.fine_tune_checkpoint == 'runs/old'
+  assert config.export_config.to_dict() == dict(
+      exporter_type='best', best_exporter_metric='auc_cvr', metric_bigger=True,
+      enable_early_stop=True, early_stop_func='', early_stop_params='', max_check_steps=2000,
+      exports_to_keep=1)
+  again = tmp_path / 'again.config'
+  again.write_text(easyrec.to_text(validate(config)))
+  assert load_config(str(again)).export_config == config.export_config
+  assert load_config(str(again)).train_config.fine_tune_checkpoint == 'runs/old'
+
+
+@pytest.mark.parametrize('export, message', [
+    ('exporter_type: "newest"', "export_config.exporter_type: 'newest'"),
+    ('exports_to_keep: 0', 'export_config.exports_to_keep: 0 must be >= 1'),
+    ('enable_early_stop: true max_check_steps: 0', 'export_config.max_check_steps: 0'),
+    ('early_stop_func: "stop_if_no_increase_hook"', 'export_config.early_stop_func:'),
+    ('early_stop_func: "my_stop"', "export_config.early_stop_func: 'my_stop' must be a module"),
+])
+def test_export_config_errors_name_the_field(tmp_path, export, message):
+  path = pipeline(tmp_path, EXTRA=f'export_config {{ {export} }}')
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    validate(load_config(path))
+
+
+def test_export_config_fields_without_meaning_here(tmp_path):
+  """EasyRec's SavedModel placeholder fields: their defaults are accepted, others named."""
+  ok = pipeline(tmp_path, EXTRA='export_config { batch_size: -1 multi_placeholder: true }')
+  assert load_config(ok).export_config.exporter_type == 'final'
+  bad = pipeline(tmp_path, 'bad.config',
+                 EXTRA='export_config { batch_size: 32 multi_value_fields { input_name: "x" } }')
+  message = unsupported(bad)
+  assert 'export_config.batch_size = 32: not implemented' in message
+  assert 'export_config.multi_value_fields: not implemented' in message

@@ -66,14 +66,12 @@ UNSUPPORTED = {
         **_fields(_no_meaning('Hive input'), 'hive_train_input', 'hive_eval_input'),
         **_fields(NOT_IMPLEMENTED, 'binary_train_input', 'binary_eval_input',
                   'parquet_train_input', 'parquet_eval_input'),
-        **_fields(_no_meaning('TF SavedModel export'), 'export_config'),
         **_fields(_no_meaning('RTP feature generation'), 'fg_json_path'),
     },
     'FeatureConfigV2': _fields(_no_meaning('TF device placement'), 'embedding_on_cpu',
                                accepts=(False,)),
     'TrainConfig': {
-        **_fields(NOT_IMPLEMENTED, 'fine_tune_checkpoint', 'fine_tune_ckpt_var_map',
-                  'freeze_gradient', 'dead_line', 'save_checkpoints_secs'),
+        **_fields(NOT_IMPLEMENTED, 'fine_tune_ckpt_var_map', 'freeze_gradient', 'dead_line', 'save_checkpoints_secs'),
         **_fields(NOT_IMPLEMENTED, 'is_profiling', 'force_restore_shape_compatible',
                   'summary_model_vars', accepts=(False,)),
         # true: synchronous replicas, which is every mmoe_jax step; false: asynchronous PS.
@@ -90,6 +88,18 @@ UNSUPPORTED = {
         **_fields(_no_meaning('TF session threads'), 'inter_op_parallelism_threads',
                   'intra_op_parallelism_threads', accepts=(0,)),
         **_fields(_no_meaning('TF graph dump'), 'write_graph', accepts=ANY),
+    },
+    'ExportConfig': {
+        # The export takes any batch size (a symbolic batch dimension), as EasyRec's -1.
+        **_fields(NOT_IMPLEMENTED + ' (the export takes any batch size)', 'batch_size',
+                  accepts=(-1,)),
+        # TF SavedModel placeholders: the artifact takes the raw columns by input name.
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'multi_placeholder',
+                  accepts=(True,)),
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'placeholder_named_by_input',
+                  accepts=(False,)),
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'filter_inputs', accepts=(True,)),
+        **_fields(NOT_IMPLEMENTED, 'multi_value_fields', 'asset_files'),
     },
     'Optimizer': _fields(NOT_IMPLEMENTED, 'moving_average_decay',
                          'embedding_learning_rate_multiplier'),

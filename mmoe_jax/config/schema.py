@@ -523,10 +523,29 @@ TRAIN_CONFIG = Message(
     # not in EasyRec: train steps per device dispatch in input_mode 'device'; it must divide
     # log_step_count_steps and save_checkpoints_steps. 0 = the largest divisor of both <= 100
     steps_per_dispatch=0,
+    # warm start: a checkpoint (a run's model_dir, its checkpoints/ or one step's directory)
+    # whose parameters of the same name and shape initialize a run with no checkpoint yet
+    fine_tune_checkpoint='',
+    # not in EasyRec (which takes optimizer slots too): whether fine_tune_checkpoint also
+    # gives the optimizer state of the same name and shape
+    fine_tune_optimizer_state=False,
 )
 
 # easy_rec/python/protos/eval.proto
 EVAL_CONFIG = Message('EvalConfig', num_examples=0, metrics_set=Repeated(EVAL_METRICS))
+
+# easy_rec/python/protos/export.proto (docs/serving.md): exports under model_dir/export/
+EXPORT_CONFIG = Message(
+    'ExportConfig',
+    exporter_type='final',  # final | latest | best | none
+    best_exporter_metric='auc',  # a metric name as evaluation reports it, e.g. auc_ctr
+    metric_bigger=True,
+    enable_early_stop=False,
+    early_stop_func='',  # '' = stop when max_check_steps pass without improvement
+    early_stop_params='',
+    max_check_steps=10000,
+    exports_to_keep=1,
+)
 
 # not in EasyRec: the embedded synthetic data used when train_input_path is '': the taobao
 # click/buy log (mmoe_jax/data/synthetic.py), or with task_correlation set, the MMoE paper's
@@ -572,6 +591,7 @@ PIPELINE = Message(
     train_config=TRAIN_CONFIG,
     eval_config=EVAL_CONFIG,
     data_config=DATA_CONFIG,
+    export_config=EXPORT_CONFIG,
     feature_configs=Repeated(FEATURE_CONFIG),
     model_config=MODEL_CONFIG,
     seed=0,  # not in EasyRec: parameter init, dropout and data order

@@ -136,8 +136,31 @@ def validate(config):
                       'log_step_count_steps and save_checkpoints_steps, so that logs and '
                       'checkpoints land on their steps')
   _validate_sharding(config.sharding)
+  _validate_export(config.export_config)
   config.lock()
   return config
+
+
+EXPORTER_TYPES = ('final', 'latest', 'best', 'none')
+# EasyRec's early stop hooks, which an unset early_stop_func picks by metric_bigger
+EARLY_STOP_HOOKS = ('stop_if_no_increase_hook', 'stop_if_no_decrease_hook')
+
+
+def _validate_export(export):
+  """export_config (docs/serving.md): the exporter type, counts, early_stop_func's form."""
+  _one_of(export.exporter_type, EXPORTER_TYPES, 'export_config.exporter_type')
+  if export.exports_to_keep < 1:
+    raise ConfigError(f'export_config.exports_to_keep: {export.exports_to_keep} must be >= 1')
+  if export.enable_early_stop and export.max_check_steps <= 0 and not export.early_stop_func:
+    raise ConfigError(f'export_config.max_check_steps: {export.max_check_steps} must be > 0')
+  func = export.early_stop_func
+  if func.rpartition('.')[2] in EARLY_STOP_HOOKS:
+    raise ConfigError(f'export_config.early_stop_func: {func!r} is the default that an unset '
+                      'early_stop_func picks by metric_bigger (with max_check_steps); leave it '
+                      'unset, or name a function f(eval_results, early_stop_params)')
+  if func and '.' not in func:
+    raise ConfigError(f'export_config.early_stop_func: {func!r} must be a module path and a '
+                      "function name, 'package.module.function'")
 
 
 LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica', 'attention')

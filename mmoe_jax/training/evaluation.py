@@ -10,10 +10,12 @@ from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import serving
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
+from mmoe_jax.data.columnar import ColumnarData
 from mmoe_jax.data.groups import with_groups
-from mmoe_jax.training import run_dir
+from mmoe_jax.training import exporter, run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
 from mmoe_jax.training.trainer import Trainer
@@ -51,33 +53,63 @@ def evaluate_checkpoint(config, input_path=None, use_given_config=False):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path, use_given_config=False):
-  """Predictions of the latest checkpoint for every row of a CSV, in input order, with the
-  config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+def predict_checkpoint(config, input_path, use_given_config=False, checkpoint_path=None):
+  """Predictions of the latest checkpoint (or the one at checkpoint_path, see
+  checkpoint.locate) for every row of a CSV, in input order, with the config model_dir
+  records unless `use_given_config` (run_dir.config_of_checkpoint).
+
+  The CSV needs only the feature columns (serving.Inputs.read_csv: by name with a header,
+  else input_fields in order with or without the labels).
+  """
+  return predict_checkpoint_table(config, input_path, use_given_config, (),
+                                  checkpoint_path)[0]
+
+
+def predict_checkpoint_table(config, input_path, use_given_config=False, keep=(),
+                             checkpoint_path=None):
+  """predict_checkpoint, and the table of the columns read: the features and `keep`."""
   config = run_dir.config_of_checkpoint(validate(config), use_given_config)
-  # Labels are not read here, so they are not checked either.
-  rows = data_lib.load(input_path, config, log=log.info, check_labels=False)
+  if config.data_config.input_type == 'TFDSInput':
+    raise ValueError("data_config.input_type: 'TFDSInput'; predict.py reads CSV files in "
+                     "the config's columns (input_fields)")
+  inputs = serving.Inputs(exporter.input_manifest(config))
+  table = inputs.read_csv(input_path, keep)
+  if not table.num_rows:
+    raise ValueError(f'{input_path}: no data rows')
+  rows = ColumnarData(inputs.transform(table, input_path), {}, table.num_rows, 0)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))
-  return predict_rows(trainer, restore_or_fail(config, trainer), rows)
+  return predict_rows(trainer, restore_or_fail(config, trainer, checkpoint_path), rows), table
 
 
-def write_predictions(predictions, path):
-  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out.
+def write_predictions(predictions, path, reserved=None, output_cols=None):
+  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out, then the
+  `reserved` columns (a pyarrow table, e.g. ids) as they were read.
 
   A [N, C] output gives one column per class, probs_<t>_<k>; EasyRec's probs_<t>_1 is the
   same column as class 1's, so it is written once. A multi-class tower also gets
   probs_<t>_y (the top probability) and y_<t> (the top class, an integer).
+  output_cols: the columns to write, in that order (EasyRec's 'name type' items take the
+  name), instead of every probs_/y_ column.
   """
   import pyarrow as pa
   import pyarrow.csv as pa_csv
   columns = {}
   for name, value in predictions.items():
-    if name.startswith('logits_'):
-      continue
     if value.ndim == 1:
       columns[name] = value
     else:
       columns.update({f'{name}_{k}': value[:, k] for k in range(value.shape[1])})
+  if output_cols:
+    names = [c.split()[0] for c in output_cols]
+    unknown = [n for n in names if n not in columns]
+    if unknown:
+      raise ValueError(f'output_cols: no output {", ".join(map(repr, unknown))} (outputs: '
+                       f'{", ".join(columns)})')
+    columns = {n: columns[n] for n in names}
+  else:
+    columns = {k: v for k, v in columns.items() if not k.startswith('logits_')}
+  for name in (reserved.column_names if reserved is not None else ()):
+    columns[name] = reserved[name]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   pa_csv.write_csv(pa.table(columns), path)
 
