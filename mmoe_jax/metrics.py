@@ -8,7 +8,11 @@ import types
 
 import numpy as np
 
-from mmoe_jax.config.validate import GROUP_FIELDS, L2_TYPES
+
+# The loss types whose prediction is y_<t> (mean_squared_error reads it); the others' is probs_<t>.
+L2_TYPES = ('L2_LOSS', 'SIGMOID_L2_LOSS')
+# metric -> its field naming the input field it groups rows by
+GROUP_FIELDS = {'gauc': 'uid_field', 'session_auc': 'session_id_field'}
 
 
 def auc(labels, scores):

@@ -381,10 +381,6 @@ def test_tower_loss_type_errors_name_the_field(tower, match):
     (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id',
                                               loss_weight_strategy='uncertainty')),
      r"losses\[0\]\.jrc_loss\.loss_weight_strategy: 'uncertainty' is not implemented"),
-    (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id',
-                                              loss_weight_strategy='random_normal')),
-     r"losses\[0\]\.jrc_loss\.loss_weight_strategy: 'random_normal' is not implemented in "
-     r'mmoe_jax yet \(supported: fixed\)'),
     (dict(loss_type='JRC_LOSS', jrc_loss=dict(session_name='user_id', loss_weight_strategy='x')),
      r"losses\[0\]\.jrc_loss\.loss_weight_strategy: 'x' is not one of"),
     (dict(loss_type='BINARY_FOCAL_LOSS', binary_focal_loss=dict(ohem_ratio=0.0)),

@@ -8,24 +8,21 @@ from mmoe_jax.config import schema
 from mmoe_jax.config.backbone import validate_backbone
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.schema import EVAL_METRICS
+from mmoe_jax.metrics import GROUP_FIELDS, L2_TYPES
 
 ID_TYPES = ('IdFeature', 'TagFeature')
 FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
 LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'SIGMOID_L2_LOSS', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS',
               'PAIRWISE_LOGISTIC_LOSS', 'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
-# The loss types whose prediction is y_<t> (mean_squared_error reads it); the others' is probs_<t>.
-L2_TYPES = ('L2_LOSS', 'SIGMOID_L2_LOSS')
 # The loss types auc is defined for (rank_model.py `_build_metric_impl`'s binary_loss_set).
 AUC_LOSS_TYPES = ('CLASSIFICATION', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS', 'PAIRWISE_LOGISTIC_LOSS',
                   'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
 # loss_type -> the num_class its head takes (rank_model.py asserts it); CLASSIFICATION: any
 LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS': 2}
-# jrc_loss.loss_weight_strategy values a run takes. loss_types.py also computes EasyRec's
-# 'random_uniform', 'random_normal' and 'random_bernoulli' given an rng, which the training
-# step does not pass it yet; 'uncertainty' (two learnt weights) is not implemented.
-JRC_STRATEGIES = ('fixed',)
-JRC_RANDOM_STRATEGIES = ('random_uniform', 'random_normal', 'random_bernoulli')
+# jrc_loss.loss_weight_strategy values a run takes (the random ones draw from the step's
+# rng, losses.task_losses); 'uncertainty' (two learnt weights) is not implemented.
+JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
 INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear',
@@ -465,8 +462,6 @@ def _validate_new_metric(metric, tower, path):
 
 # gauc / session_auc reductions (EasyRec's metrics.py): the weight of each group's AUC.
 GROUPED_AUC_REDUCTIONS = ('mean', 'mean_by_sample_num', 'mean_by_positive_num')
-# metric -> its field naming the input field it groups rows by
-GROUP_FIELDS = {'gauc': 'uid_field', 'session_auc': 'session_id_field'}
 
 
 def _validate_group_fields(config, section):
@@ -692,7 +687,7 @@ def _check_loss_param(loss, lpath):
   if loss.loss_type == 'JRC_LOSS':
     if not values.session_name:
       raise ConfigError(f'{ppath}.session_name: JRC_LOSS needs sessions; name an input field')
-    if values.loss_weight_strategy in JRC_RANDOM_STRATEGIES + ('uncertainty',):
+    if values.loss_weight_strategy == 'uncertainty':
       raise ConfigError(f'{ppath}.loss_weight_strategy: {values.loss_weight_strategy!r} is not '
                         f"implemented in mmoe_jax yet (supported: {', '.join(JRC_STRATEGIES)})")
     _one_of(values.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')

@@ -25,11 +25,7 @@ from mmoe_jax.config.validate import MODEL_PARAMS
 from mmoe_jax.data import signals
 from mmoe_jax.models.layers import l2_loss
 from mmoe_jax.sharding import is_kernel
-
-try:  # the loss types beyond CLASSIFICATION, L2_LOSS and ORDER_CALIBRATE_LOSS
-  from mmoe_jax.training import loss_types
-except ImportError:  # not merged yet: a config naming one of them is an error (LossPlan)
-  loss_types = None
+from mmoe_jax.training import loss_types
 
 log = logging.getLogger('mmoe_jax')
 
@@ -170,7 +166,7 @@ def _tower_terms(tower, tpath, slot):
 def _check_implemented(loss_type, path):
   if loss_type in ('CLASSIFICATION', 'L2_LOSS'):
     return
-  if loss_types is None or loss_type not in loss_types.LOSS_TYPES:
+  if loss_type not in loss_types.LOSS_TYPES:
     raise ConfigError(f'{path}: {loss_type} is not implemented in this version of mmoe_jax')
 
 
