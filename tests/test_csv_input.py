@@ -113,7 +113,7 @@ def test_cache_is_reused(tmp_path, monkeypatch):
   def no_parse(*args):
     raise AssertionError('re-parsed a cached file')
 
-  monkeypatch.setattr(csv_input, '_read_table', no_parse)
+  monkeypatch.setattr(csv_input, '_read_batches', no_parse)
   data = load(path, tmp_path, logs=logs)
   assert 'cache hit' in logs[-1]
   check_rows(data)

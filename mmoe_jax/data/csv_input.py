@@ -77,11 +77,15 @@ def _row_line(path, data_config, row):
   raise AssertionError(f'{path}: row {row} not found')
 
 
-def _read_table(path, data_config, columns):
-  """pyarrow parse (used columns as raw bytes): (table, rows dropped for a bad column count)."""
+def _read_batches(path, data_config, columns):
+  """pyarrow's streaming parse (used columns as raw bytes): yields (record batch, rows
+  dropped for a bad column count), one parse block at a time, so memory holds a few blocks,
+  not the file."""
   names = [f.input_name for f in data_config.input_fields]
+  empty = pa.record_batch([pa.array([], pa.binary()) for _ in columns], names=columns)
   if os.path.getsize(path) == 0:  # pyarrow refuses an empty file; it is just zero rows
-    return pa.table({c: pa.array([], pa.binary()) for c in columns}), 0
+    yield empty, 0
+    return
   dropped = []
 
   def on_invalid_row(row):
@@ -91,7 +95,7 @@ def _read_table(path, data_config, columns):
     return 'skip' if data_config.ignore_error else 'error'
 
   try:
-    table = pacsv.read_csv(
+    reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(column_names=names,
                                        skip_rows=1 if data_config.with_header else 0,
@@ -101,45 +105,39 @@ def _read_table(path, data_config, columns):
         # binary, not string: skips UTF-8 validation (~15% of the parse); features hash bytes.
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in columns}, include_columns=columns))
+    got = False
+    for record_batch in reader:
+      got = True
+      yield record_batch, len(dropped)
+      dropped.clear()
+    if not got:  # a header only
+      yield empty, len(dropped)
   except pa.ArrowInvalid as e:
     raise ValueError(_first_bad_width_line(path, data_config) or f'{path}: {e}') from e
-  return table, len(dropped)
 
 
-def _build(path, data_config, feature_configs, log):
-  """Parses and transforms one file: (features, labels, num_rows, skipped_rows)."""
+def _chunks(path, data_config, feature_configs, log):
+  """Parses and transforms one file batch by batch: yields (features, labels, skipped_rows)
+  of each parse block. A bad value's error names the file and line."""
   _, columns = columnar.fields_and_columns(data_config, feature_configs)
-  table, skipped = _read_table(path, data_config, columns)
-  feats, labels, bad_jobs = columnar.transform_table(table, data_config, feature_configs)
-  num_rows = table.num_rows
-  if bad_jobs:
-    bad = np.logical_or.reduce([mask for mask, _ in bad_jobs])
-    if not data_config.ignore_error:
-      row = int(np.argmax(bad))
-      job = next(job for mask, job in bad_jobs if mask[row])
-      value = table[job.column][row].as_py().decode(errors='replace')
-      raise ValueError(f'{path}:{_row_line(path, data_config, row)}: column {job.column!r} '
-                       f'({job.desc}): {value!r} is not {job.expected}')
-    keep = ~bad
-    num_rows -= int(bad.sum())
-    skipped += int(bad.sum())
-    feats = {k: v[keep] for k, v in feats.items()}
-    labels = {k: v[keep] for k, v in labels.items()}
-    # Dropping rows may have dropped the longest tag list; keep L = max token count (>= 1).
-    for k, v in feats.items():
-      if v.ndim == 2 and v.dtype.kind == 'i':
-        feats[k] = v[:, :max(1, int((v >= 0).sum(1).max(initial=0)))]
+  where = lambda row: f'{path}:{_row_line(path, data_config, row)}'
+  skipped = rows = 0
+  for batch, dropped in columnar.prefetch(_read_batches(path, data_config, columns)):
+    feats, labels, bad = columnar.transform_batch(batch, data_config, feature_configs, where,
+                                                  rows)
+    rows += batch.num_rows
+    skipped += bad + dropped
+    yield feats, labels, bad + dropped
   if skipped:
     log(f'{path}: skipped {skipped} malformed rows (ignore_error)')
-  return feats, labels, num_rows, skipped
 
 
 def _load_file(path, data_config, feature_configs, cache_dir, log, check):
   """One file's arrays from its cache entry, building the entry first if missing; then
   `check` (see load_csv), on every load: what it checks may change without the cache key."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
-  data = columnar.load_or_build(
-      entry, lambda: _build(path, data_config, feature_configs, log), path, log)
+  data = columnar.load_or_build_chunks(
+      entry, lambda: _chunks(path, data_config, feature_configs, log), path, log)
   if not data.num_rows:
     log(f'{path}: no data rows')
   found = check(data) if check else None

@@ -144,7 +144,7 @@ class DeviceResident:
     # Placed explicitly on the (one-device) mesh, the data once and the indices with each
     # dispatch: no implicit transfer (the tests run this under jax.transfer_guard).
     self.sharding = NamedSharding(trainer.mesh, P())
-    self.data = jax.device_put(dict(features=columns.features, labels=columns.labels),
+    self.data = jax.device_put(columns.arrays(),
                                self.sharding)
     step = lambda state, data, rows: trainer.step(state, gather(data, rows))
     self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)
