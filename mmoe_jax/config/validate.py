@@ -13,7 +13,7 @@ ID_TYPES = ('IdFeature', 'TagFeature')
 FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
 LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
-INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
+INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput', 'ParquetInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
 # model_class -> the model_config field with its task_towers and l2_regularization
@@ -56,7 +56,7 @@ def validate(config):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
   if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
-                      "(supported: 'CSVInput', 'TFDSInput')")
+                      "(supported: 'CSVInput', 'ParquetInput', 'TFDSInput')")
   if data.input_type == 'TFDSInput':
     if not data.tfds.name:
       raise ConfigError("data_config.tfds.name: input_type 'TFDSInput' needs a tfds dataset "

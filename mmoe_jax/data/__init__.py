@@ -1,4 +1,4 @@
-"""Data: EasyRec CSV or tfds input, feature transforms, the columnar cache, synthetic data."""
+"""Data: EasyRec CSV or Parquet input, tfds input, feature transforms, the columnar cache, synthetic data."""
 
 import functools
 import os
@@ -89,8 +89,8 @@ def task_correlation_data(config):
 
 
 def load(paths, config, log=print, field='input path', check_labels=True):
-  """The columnar cache of `paths` (CSV files, or a tfds split) for this config's features,
-  built on first use.
+  """The columnar cache of `paths` (CSV or Parquet files, or a tfds split) for this config's
+  features, built on first use.
 
   Raises ValueError, before any training, when the input has no data rows (zero-byte
   files, a header only, every row skipped under ignore_error) naming `field` (the config
@@ -107,6 +107,10 @@ def load(paths, config, log=print, field='input path', check_labels=True):
     found = check and check(data)
     if found:
       raise ValueError(f'{data_config.tfds.name} split {paths!r}, row {found[0]}: {found[1]}')
+  elif data_config.input_type == 'ParquetInput':
+    from mmoe_jax.data.parquet_input import load_parquet
+    data = load_parquet(paths, data_config, config.feature_configs, cache_dir, log=log,
+                        check=check)
   else:
     from mmoe_jax.data.csv_input import load_csv
     data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)

@@ -26,7 +26,7 @@ _CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
 _BLOCK_BYTES = 16 << 20
 
 
-def _expand_paths(paths: str) -> list[str]:
+def expand_paths(paths: str) -> list[str]:
   """EasyRec-style 'a.csv,dir/*.csv' -> files in the given order, each glob sorted."""
   files = []
   for pattern in (p.strip() for p in paths.split(',')):
@@ -120,7 +120,7 @@ def _chunks(path, data_config, feature_configs, log):
   """Parses and transforms one file batch by batch: yields (features, labels, skipped_rows)
   of each parse block. A bad value's error names the file and line."""
   _, columns = columnar.fields_and_columns(data_config, feature_configs)
-  where = lambda row: f'{path}:{_row_line(path, data_config, row)}'
+  where = _where(path, data_config)
   skipped = rows = 0
   for batch, dropped in columnar.prefetch(_read_batches(path, data_config, columns)):
     feats, labels, bad = columnar.transform_batch(batch, data_config, feature_configs, where,
@@ -132,12 +132,13 @@ def _chunks(path, data_config, feature_configs, log):
     log(f'{path}: skipped {skipped} malformed rows (ignore_error)')
 
 
-def _load_file(path, data_config, feature_configs, cache_dir, log, check):
-  """One file's arrays from its cache entry, building the entry first if missing; then
-  `check` (see load_csv), on every load: what it checks may change without the cache key."""
+def load_file(path, data_config, feature_configs, cache_dir, log, check, chunks, where):
+  """One file's arrays from its cache entry, building the entry first from `chunks(path, data_config,
+  feature_configs, log)` if missing; then `check` (see load_csv), on every load: what it
+  checks may change without the cache key. `where(path, row)` names a data row in errors."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
   data = columnar.load_or_build_chunks(
-      entry, lambda: _chunks(path, data_config, feature_configs, log), path, log)
+      entry, lambda: chunks(path, data_config, feature_configs, log), path, log)
   if not data.num_rows:
     log(f'{path}: no data rows')
   found = check(data) if check else None
@@ -146,8 +147,13 @@ def _load_file(path, data_config, feature_configs, cache_dir, log, check):
     if data.skipped_rows:  # the kept rows no longer map to lines without a re-parse
       raise ValueError(f'{path}: data row {row + 1} of those kept after skipping '
                        f'{data.skipped_rows} malformed rows: {message}')
-    raise ValueError(f'{path}:{_row_line(path, data_config, row)}: {message}')
+    raise ValueError(f'{where(path, row)}: {message}')
   return data
+
+
+def _where(path, data_config):
+  """'file:line' of a data row (0-based), for error messages."""
+  return lambda row: f'{path}:{_row_line(path, data_config, row)}'
 
 
 def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print,
@@ -176,5 +182,6 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
     raise ValueError(f'data_config.separator must be one character, got '
                      f'{data_config.separator!r}')
   os.makedirs(cache_dir, exist_ok=True)
-  return columnar.concat([_load_file(p, data_config, feature_configs, cache_dir, log, check)
-                          for p in _expand_paths(paths)])
+  where = lambda path, row: _where(path, data_config)(row)
+  return columnar.concat([load_file(p, data_config, feature_configs, cache_dir, log, check,
+                                    _chunks, where) for p in expand_paths(paths)])

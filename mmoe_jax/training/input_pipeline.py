@@ -14,6 +14,7 @@ the host memory): the rest is for parameters, optimizer state and activations.
 """
 
 import functools
+import logging
 import math
 import os
 import queue
@@ -81,10 +82,16 @@ def device_memory_bytes(device=None):
 
 
 def resolve_mode(input_mode, columns):
-  """data_config.input_mode with 'auto' resolved to 'device' or 'streaming'."""
+  """data_config.input_mode with 'auto' resolved to 'device' or 'streaming' (logged, with
+  the sizes that decided it)."""
   if input_mode != 'auto':
     return input_mode
-  return 'device' if nbytes(columns) <= device_memory_bytes() // 2 else 'streaming'
+  size, budget = nbytes(columns), device_memory_bytes() // 2
+  mode = 'device' if size <= budget else 'streaming'
+  logging.getLogger('mmoe_jax').info(
+      'input_mode auto: %s (the training cache takes %.2f GB; the device budget is %.2f GB, '
+      'half the device memory)', mode, size / 1e9, budget / 1e9)
+  return mode
 
 
 def steps_per_dispatch(train_config):
