@@ -316,7 +316,7 @@ class Rows:
     return self.shape[0]
 
   def __getitem__(self, idx):
-    idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx)
+    idx = np.arange(*idx.indices(len(self))) if isinstance(idx, slice) else np.asarray(idx)
     out = np.empty(idx.shape + self.shape[1:], self.dtype)
     part = np.searchsorted(self.starts, idx, side='right') - 1
     for p in np.unique(part):
