@@ -53,6 +53,9 @@ FILES = flags.DEFINE_integer('files', 1, 'Files to split the --rows over.')
 FORMAT = flags.DEFINE_enum('format', 'csv', ['csv', 'parquet'], 'The files\' format.')
 TMP_DIR = flags.DEFINE_string('tmp_dir', None, 'Where to write the files (default: the '
                               'system temp dir); they are deleted at the end.')
+COMPARE_GRAIN = flags.DEFINE_bool(
+    'compare_grain', False, 'Also time host batches through Grain (pip install grain): one '
+    'record per row, and Grain scheduling the same gather in 2 threads.')
 WRITE_PIECE_ROWS = 1_000_000  # rows the synthetic writer makes at a time
 TRACE_DIR = flags.DEFINE_string('trace_dir', '', 'Write a jax.profiler trace of two train '
                                 'dispatches here, and add the step\'s compiled cost analysis.')
@@ -208,6 +211,38 @@ def train_rates(config, trainer, data):
   return state, result
 
 
+def host_batch_rates(config, data):
+  """Host batches (rows/s) gathered from the cache by input_pipeline.batch, and through
+  Grain: one record per row (its random-access source model), and Grain's MapDataset
+  scheduling the same batch gather in 2 threads."""
+  import grain.python as grain  # pylint: disable=g-import-not-at-top
+  batch_size = config.data_config.batch_size
+  sampler = input_pipeline.BatchSampler(data.num_rows, batch_size, config.seed)
+
+  def rate(batches):
+    rows, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SECONDS.value:
+      next(batches)
+      rows += batch_size
+    return round(rows / (time.perf_counter() - start))
+
+  class Records:
+    def __len__(self):
+      return data.num_rows
+
+    def __getitem__(self, row):
+      return dict(features={k: v[row] for k, v in data.features.items()},
+                  labels={k: v[row] for k, v in data.labels.items()})
+
+  gather = lambda step: input_pipeline.batch(data, sampler.indices(step))
+  per_record = grain.MapDataset.source(Records()).shuffle(seed=config.seed).batch(batch_size)
+  scheduled = grain.MapDataset.range(1 << 40).map(gather).to_iter_dataset(
+      grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  return dict(host_batch_rows_per_s=rate(map(gather, range(1 << 40))),
+              grain_per_record_rows_per_s=rate(iter(per_record.to_iter_dataset())),
+              grain_scheduled_gather_rows_per_s=rate(iter(scheduled)))
+
+
 def cost_analysis(trainer, state, data):
   """FLOPs and bytes of one compiled train step, per example (XLA's estimate)."""
   example = input_pipeline.batch(data, np.arange(trainer.config.data_config.batch_size))
@@ -247,6 +282,8 @@ def main():
       path = write_files(tmp, ROWS.value, FILES.value, FORMAT.value)
     data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'), peak)
     result.update(rates)
+    if COMPARE_GRAIN.value:
+      result.update(host_batch_rates(config, data))
     if not INPUT_ONLY.value:
       peak.reset()
       trainer = trainer_lib.Trainer(config, input_pipeline.batch(data, np.arange(2)))

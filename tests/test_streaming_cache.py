@@ -61,3 +61,5 @@ def test_several_files_give_the_batches_of_one_file(tmp_path):
     for k, v in getattr(one, kind).items():
       np.testing.assert_array_equal(np.asarray(getattr(many, kind)[k]), v)
   assert input_pipeline.nbytes(many) == input_pipeline.nbytes(one)
+  # What training reads of all labels (the L2_LOSS baseline of cadence.DivergenceWarning).
+  np.testing.assert_array_equal(many.labels['clk'].astype(np.float64), one.labels['clk'])

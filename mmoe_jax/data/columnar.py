@@ -331,6 +331,9 @@ class Rows:
     out = self[:]
     return out if dtype is None else out.astype(dtype)
 
+  def astype(self, dtype):
+    return self[:].astype(dtype)
+
   def tolist(self):
     return self[:].tolist()
 
