@@ -8,9 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmoe_jax import data as data_lib
-from mmoe_jax.config import validate
+from mmoe_jax.config import load_config, validate
 from mmoe_jax.data import parquet_input
 from test_csv_input import ROWS, check_rows, data_config, feature_configs, write
+from test_easyrec_config import pipeline
 
 # ROWS as typed Parquet columns: ints, floats, strings, and nulls where the CSV cell is empty,
 # plus a column no input field names (never read).
@@ -29,6 +30,11 @@ def load(paths, tmp_path, config=None, logs=None):
   return parquet_input.load_parquet(paths, config or data_config(), feature_configs(),
                                     str(tmp_path / 'cache'),
                                     log=logs.append if logs is not None else lambda _: None)
+
+
+def test_easyrec_config_with_parquet_input_validates(tmp_path):
+  config = validate(load_config(pipeline(tmp_path, INPUT_TYPE='ParquetInput')))
+  assert config.data_config.input_type == 'ParquetInput'
 
 
 def test_parquet_rows_transform_as_csv_cells(tmp_path):
