@@ -61,5 +61,7 @@ def test_several_files_give_the_batches_of_one_file(tmp_path):
     for k, v in getattr(one, kind).items():
       np.testing.assert_array_equal(np.asarray(getattr(many, kind)[k]), v)
   assert input_pipeline.nbytes(many) == input_pipeline.nbytes(one)
+  for rows in (slice(0, 60), slice(3, 40), slice(33, 34), slice(50, 70), slice(10, 5)):
+    np.testing.assert_array_equal(many.features['tags'][rows], one.features['tags'][rows])
   # What training reads of all labels (the L2_LOSS baseline of cadence.DivergenceWarning).
   np.testing.assert_array_equal(many.labels['clk'].astype(np.float64), one.labels['clk'])

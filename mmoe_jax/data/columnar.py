@@ -5,6 +5,7 @@ the config uses; `transform_table` applies the feature transforms (features.py) 
 `load_or_build` keeps the result under cache_dir/<key>/, so later runs only memory-map it.
 """
 import concurrent.futures
+import ctypes
 import dataclasses
 import functools
 import json
@@ -17,6 +18,7 @@ import time
 from typing import Callable, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
 from mmoe_jax.data import features
 
@@ -250,6 +252,7 @@ def load_or_build_chunks(entry, chunks, source, log):
     finally:
       shutil.rmtree(tmp, ignore_errors=True)
     log(f'{source}: built cache {entry} ({num_rows} rows, {time.time() - start:.1f}s)')
+    _release_heap()
 
   with open(os.path.join(entry, 'meta.json')) as f:
     meta = json.load(f)
@@ -261,6 +264,17 @@ def load_or_build_chunks(entry, chunks, source, log):
   feats = {k: load(f'feature{i}.npy') for i, k in enumerate(meta['features'])}
   labels = {k: load(f'label{i}.npy') for i, k in enumerate(meta['labels'])}
   return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'])
+
+
+def _release_heap():
+  """Returns the build's freed temporaries to the OS (pyarrow's memory pool, then the C
+  heap), so that they do not count against the training that follows in the same process.
+  glibc's malloc_trim is a hint; elsewhere the heap is left as it is."""
+  pa.default_memory_pool().release_unused()
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
 
 
 def _assemble(path, chunk_files):
@@ -316,6 +330,11 @@ class Rows:
     return self.shape[0]
 
   def __getitem__(self, idx):
+    if isinstance(idx, slice) and idx.step in (None, 1):  # contiguous: a slice of each part
+      start, stop, _ = idx.indices(len(self))
+      return np.concatenate([self._slice(p, start, stop) for p in range(len(self.parts))
+                             if self.starts[p] < stop and start < self.starts[p + 1]]
+                            or [np.empty((0,) + self.shape[1:], self.dtype)])
     idx = np.arange(*idx.indices(len(self))) if isinstance(idx, slice) else np.asarray(idx)
     out = np.empty(idx.shape + self.shape[1:], self.dtype)
     part = np.searchsorted(self.starts, idx, side='right') - 1
@@ -326,6 +345,10 @@ class Rows:
         rows = _pad_tags(rows, out.shape[1])
       out[sel] = rows
     return out
+
+  def _slice(self, p, start, stop):
+    rows = self.parts[p][max(start - self.starts[p], 0):stop - self.starts[p]]
+    return _pad_tags(rows, self.shape[1]) if _is_tags(rows) else np.asarray(rows)
 
   def __array__(self, dtype=None, copy=None):
     out = self[:]
