@@ -8,6 +8,7 @@ the same cache as a CSV file, and the same errors, naming the file and 1-based d
 import os
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mmoe_jax.data import columnar, csv_input
@@ -28,7 +29,12 @@ def _as_text(column, path, name):
       return _as_text(column.cast(column.type.value_type), path, name)
     raise ValueError(f'{path}: column {name!r} is {column.type}; ParquetInput reads scalar '
                      "columns (a TagFeature's tags as one string, joined by its separator)")
-  if not pa.types.is_string(column.type):
+  if pa.types.is_integer(column.type):
+    # Ids repeat: formatting each distinct value once and gathering the text costs about a
+    # third of casting every value (1M taobao rows).
+    encoded = pc.dictionary_encode(column)
+    column = encoded.dictionary.cast(pa.string()).take(encoded.indices)
+  elif not pa.types.is_string(column.type):
     column = column.cast(pa.string())
   return column.fill_null('')
 
