@@ -77,7 +77,8 @@ def test_bad_value_names_file_and_row(tmp_path):
   path = str(tmp_path / 'a.parquet')
   with pytest.raises(ValueError) as e:
     load(path, tmp_path)
-  assert str(e.value) == f"{path}: row 3: column 'price' (FLOAT): '1.x' is not a finite float32 number"
+  assert str(e.value) == (f"{path}: row 3: column 'price' (FLOAT): '1.x' is not a finite "
+                          'float32 number')
   logs = []
   data = load(path, tmp_path, data_config(ignore_error=True), logs=logs)
   assert data.num_rows == 2 and data.skipped_rows == 1

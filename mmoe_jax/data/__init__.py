@@ -1,4 +1,5 @@
-"""Data: EasyRec CSV or Parquet input, tfds input, feature transforms, the columnar cache, synthetic data."""
+"""Data: EasyRec CSV or Parquet input, tfds input, feature transforms, the columnar cache,
+synthetic data."""
 
 import functools
 import os

@@ -1,10 +1,10 @@
 """EasyRec CSV input -> columnar arrays, parsed and transformed once per (file, config).
 
-Each file is read with pyarrow.csv (columns in data_config.input_fields order, as in EasyRec's
-CSVInput), its columns are transformed by `features` in parallel threads, and the arrays are
-cached (columnar.py) as one .npy each under cache_dir/<sha1 of file identity + config>/. Later
-runs load the cache. Peak memory while building is about the file's parsed columns plus its
-output arrays.
+Each file is read with pyarrow's streaming CSV reader (columns in data_config.input_fields
+order, as in EasyRec's CSVInput), one block at a time; each block's columns are transformed by
+`features` in parallel threads, and the arrays are cached (columnar.py) as one .npy each under
+cache_dir/<sha1 of file identity + config>/. Later runs load the cache. Peak memory while
+building is a few blocks' parsed columns and outputs, not the file's.
 """
 import csv
 import glob
@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -21,8 +20,8 @@ from mmoe_jax.data.columnar import ColumnarData
 
 # Part of the cache key: bump when the transforms change meaning, so old caches are rebuilt.
 _CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
-# CSV bytes per parsed block: the features are transformed block by block (see
-# features._per_chunk), so this trades per-call overhead against temporary memory.
+# CSV bytes per parsed block: the file is read, transformed and saved block by block, so this
+# trades per-call overhead against memory (a few blocks are in flight).
 _BLOCK_BYTES = 16 << 20
 
 
@@ -133,9 +132,10 @@ def _chunks(path, data_config, feature_configs, log):
 
 
 def load_file(path, data_config, feature_configs, cache_dir, log, check, chunks, where):
-  """One file's arrays from its cache entry, building the entry first from `chunks(path, data_config,
-  feature_configs, log)` if missing; then `check` (see load_csv), on every load: what it
-  checks may change without the cache key. `where(path, row)` names a data row in errors."""
+  """One file's arrays from its cache entry (CSV or Parquet), building the entry first from
+  `chunks(path, data_config, feature_configs, log)` if missing; then `check` (see load_csv),
+  on every load: what it checks may change without the cache key. `where(path, row)` names
+  a data row in errors."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
   data = columnar.load_or_build_chunks(
       entry, lambda: chunks(path, data_config, feature_configs, log), path, log)
