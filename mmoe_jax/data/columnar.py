@@ -8,6 +8,7 @@ import concurrent.futures
 import ctypes
 import dataclasses
 import functools
+import io
 import json
 import os
 import queue
@@ -213,9 +214,10 @@ def load_or_build_chunks(entry, chunks, source, log):
   missing.
 
   chunks() yields (features, labels, skipped_rows) of consecutive row ranges, e.g. the record
-  batches of a streamed file: each is saved as it comes and the entry's arrays are assembled
-  from those files at the end, so a build holds one chunk in memory, not the file. Tag arrays
-  ([N, L] int) are padded with -1 to the widest chunk's L, as a whole-file read makes them.
+  batches of a streamed file: each array is appended to its .npy file as it comes (the header,
+  which needs the row count, is written last), so a build holds one chunk in memory, not the
+  file. Tag arrays ([N, L] int) are padded with -1 to the widest chunk's L, as a whole-file
+  read makes them.
   """
   if os.path.exists(os.path.join(entry, 'meta.json')):
     log(f'{source}: cache hit {entry}')
@@ -225,22 +227,20 @@ def load_or_build_chunks(entry, chunks, source, log):
     # half-written entry that a later run would take for a cache hit.
     tmp = tempfile.mkdtemp(prefix='.tmp-', dir=os.path.dirname(entry))
     try:
-      num_rows, skipped, names, parts = 0, 0, None, []
-      for i, (feats, labels, chunk_skipped) in enumerate(chunks()):
+      num_rows, skipped, names, outputs = 0, 0, None, None
+      for feats, labels, chunk_skipped in chunks():
         skipped += chunk_skipped
         arrays = [*feats.values(), *labels.values()]
         if names is None:
           names = (list(feats), list(labels))
+          files = [f'feature{i}.npy' for i in range(len(feats))]
+          files += [f'label{i}.npy' for i in range(len(labels))]
+          outputs = [_NpyWriter(os.path.join(tmp, f)) for f in files]
         num_rows += len(arrays[0]) if arrays else 0
-        files = [os.path.join(tmp, f'chunk{i}.{j}.npy') for j in range(len(arrays))]
-        parallel(lambda f: np.save(*f), list(zip(files, arrays)))
-        parts.append(files)
+        parallel(lambda w: w[0].append(w[1]), list(zip(outputs, arrays)))
+      parallel(lambda w: w.close(), outputs)
       meta = dict(num_rows=num_rows, skipped_rows=skipped, source=source,
                   features=names[0], labels=names[1])
-      outputs = [f'feature{i}.npy' for i in range(len(names[0]))]
-      outputs += [f'label{i}.npy' for i in range(len(names[1]))]
-      parallel(lambda j: _assemble(os.path.join(tmp, outputs[j]), [p[j] for p in parts]),
-               range(len(outputs)))
       with open(os.path.join(tmp, 'meta.json'), 'w') as f:
         json.dump(meta, f)
       try:
@@ -250,6 +250,8 @@ def load_or_build_chunks(entry, chunks, source, log):
           raise
         # Another process built the same entry meanwhile; its content is identical.
     finally:
+      for w in outputs or ():
+        w.file.close()
       shutil.rmtree(tmp, ignore_errors=True)
     log(f'{source}: built cache {entry} ({num_rows} rows, {time.time() - start:.1f}s)')
     _release_heap()
@@ -277,31 +279,55 @@ def _release_heap():
     pass
 
 
-def _assemble(path, chunk_files):
-  """Writes the .npy `path` holding the rows of `chunk_files` in order (tags padded with -1
-  to the widest), reading one chunk at a time; deletes the chunks."""
-  if len(chunk_files) == 1:
-    os.replace(chunk_files[0], path)
-    return
-  chunks = [np.load(f, mmap_mode='r') for f in chunk_files]
-  shape = (sum(len(c) for c in chunks),) + chunks[0].shape[1:]
-  if _is_tags(chunks[0]):
-    shape = shape[:1] + (max(c.shape[1] for c in chunks),)
-  if not shape[0]:  # numpy cannot mmap a zero-byte array
-    np.save(path, np.zeros(shape, chunks[0].dtype))
-    return
-  out = np.lib.format.open_memmap(path, mode='w+', dtype=chunks[0].dtype, shape=shape)
-  row = 0
-  for c, f in zip(chunks, chunk_files):
-    if _is_tags(c):
-      out[row:row + len(c), c.shape[1]:] = -1
-      out[row:row + len(c), :c.shape[1]] = c
-    else:
-      out[row:row + len(c)] = c
-    row += len(c)
-    os.remove(f)
-  out.flush()
-  del out
+class _NpyWriter:
+  """One array of a cache entry, written chunk by chunk as a .npy file: the rows go after a
+  header-sized gap, and `close` fills in the header once the row count is known. Tag arrays
+  whose chunks differ in width are rewritten once, padded with -1 to the widest."""
+
+  HEADER = 128  # the .npy 1.0 header of any [N] or [N, K] array, padded to 64-byte alignment
+
+  def __init__(self, path):
+    self.path, self.file = path, open(path, 'wb')
+    self.file.write(b'\0' * self.HEADER)
+    self.dtype, self.shapes = None, []
+
+  def append(self, values):
+    _append(self.file, np.ascontiguousarray(values))
+    self.dtype = values.dtype
+    self.shapes.append(values.shape)
+
+  def close(self):
+    self.file.close()
+    rows = sum(shape[0] for shape in self.shapes)
+    trailing = {shape[1:] for shape in self.shapes}
+    if len(trailing) > 1:  # tags of different widths
+      self._pad(rows, max(trailing))
+      return
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, dict(
+        descr=np.lib.format.dtype_to_descr(self.dtype), fortran_order=False,
+        shape=(rows,) + trailing.pop()))
+    assert len(header.getvalue()) == self.HEADER, header.getvalue()
+    with open(self.path, 'r+b') as f:
+      f.write(header.getvalue())
+
+  def _pad(self, rows, trailing):
+    raw = np.memmap(self.path, self.dtype, 'r', offset=self.HEADER)
+    padded = self.path + '.padded'
+    out = np.lib.format.open_memmap(padded, 'w+', self.dtype, (rows,) + trailing)
+    row = offset = 0
+    for shape in self.shapes:
+      size = int(np.prod(shape))
+      out[row:row + shape[0], shape[1]:] = -1
+      out[row:row + shape[0], :shape[1]] = raw[offset:offset + size].reshape(shape)
+      row, offset = row + shape[0], offset + size
+    out.flush()
+    del out, raw
+    os.replace(padded, self.path)
+
+
+def _append(file, values):
+  values.tofile(file)
 
 
 def _is_tags(v):
