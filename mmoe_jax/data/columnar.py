@@ -254,7 +254,7 @@ def load_or_build_chunks(entry, chunks, source, log):
         w.file.close()
       shutil.rmtree(tmp, ignore_errors=True)
     log(f'{source}: built cache {entry} ({num_rows} rows, {time.time() - start:.1f}s)')
-    _release_heap()
+    release_heap()
 
   with open(os.path.join(entry, 'meta.json')) as f:
     meta = json.load(f)
@@ -268,7 +268,7 @@ def load_or_build_chunks(entry, chunks, source, log):
   return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'])
 
 
-def _release_heap():
+def release_heap():
   """Returns the build's freed temporaries to the OS (pyarrow's memory pool, then the C
   heap), so that they do not count against the training that follows in the same process.
   glibc's malloc_trim is a hint; elsewhere the heap is left as it is."""
