@@ -209,7 +209,7 @@ def _values(supported, reasons):
 ENUMS = {
     ('DatasetConfig', 'input_type'): _values(INPUT_CLASSES, {
         NOT_IMPLEMENTED: ('CSVInputEx', 'TFRecordInput', 'BatchTFRecordInput', 'DummyInput',
-                          'ParquetInput', 'ParquetInputV2', 'ParquetInputV3', 'CriteoInput'),
+                          'ParquetInputV2', 'ParquetInputV3', 'CriteoInput'),
         _no_meaning('ODPS input'): ('OdpsInput', 'OdpsInputV2', 'OdpsInputV3', 'OdpsRTPInput',
                                     'OdpsRTPInputV2'),
         _no_meaning('RTP input'): ('RTPInput', 'RTPInputV2'),

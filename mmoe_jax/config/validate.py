@@ -23,7 +23,7 @@ LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS':
 # jrc_loss.loss_weight_strategy values a run takes (the random ones draw from the step's
 # rng, losses.task_losses); 'uncertainty' (two learnt weights) is not implemented.
 JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
-INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
+INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput', 'ParquetInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
 ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear',
                'dice')
@@ -67,7 +67,7 @@ def validate(config):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
   if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
-                      "(supported: 'CSVInput', 'TFDSInput')")
+                      "(supported: 'CSVInput', 'ParquetInput', 'TFDSInput')")
   if data.input_type == 'TFDSInput':
     if not data.tfds.name:
       raise ConfigError("data_config.tfds.name: input_type 'TFDSInput' needs a tfds dataset "
@@ -479,9 +479,9 @@ def _validate_group_fields(config, section):
           continue
         path = f'model_config.{section}.{name}.metrics_set[{m}].{kind}.{field}'
         _known(metric[kind][field], inputs, path, 'input field')
-        if config.data_config.input_type != 'CSVInput' or (
+        if config.data_config.input_type not in ('CSVInput', 'CSVInputV2', 'ParquetInput') or (
             'task_correlation' in config.synthetic and not config.train_input_path):
-          raise ConfigError(f'{path}: grouping rows needs CSVInput data (the raw column '
+          raise ConfigError(f'{path}: grouping rows needs CSV or Parquet input (the raw column '
                             'is read from the eval files)')
 
 

@@ -1,9 +1,11 @@
-"""Data: EasyRec CSV or tfds input, feature transforms, the columnar cache, synthetic data."""
+"""Data: EasyRec CSV or Parquet input, tfds input, feature transforms, the columnar cache,
+synthetic data."""
 
 import functools
 import os
 
 import numpy as np
+import pyarrow as pa
 
 
 def input_paths(config, log=print):
@@ -91,8 +93,8 @@ def task_correlation_data(config):
 
 
 def load(paths, config, log=print, field='input path', check_labels=True):
-  """The columnar cache of `paths` (CSV files, or a tfds split) for this config's features,
-  built on first use.
+  """The columnar cache of `paths` (CSV or Parquet files, or a tfds split) for this config's
+  features, built on first use.
 
   Raises ValueError, before any training, when the input has no data rows (zero-byte
   files, a header only, every row skipped under ignore_error) naming `field` (the config
@@ -109,9 +111,14 @@ def load(paths, config, log=print, field='input path', check_labels=True):
     found = check and check(data)
     if found:
       raise ValueError(f'{data_config.tfds.name} split {paths!r}, row {found[0]}: {found[1]}')
+  elif data_config.input_type == 'ParquetInput':
+    from mmoe_jax.data.parquet_input import load_parquet
+    data = load_parquet(paths, data_config, config.feature_configs, cache_dir, log=log,
+                        check=check)
   else:
     from mmoe_jax.data.csv_input import load_csv
     data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
+  if data_config.input_type != 'TFDSInput':
     from mmoe_jax.data import signals
     data = signals.attach(data, paths, config, log=log)  # sample weights, masks, sessions
   if not data.num_rows:
@@ -119,6 +126,20 @@ def load(paths, config, log=print, field='input path', check_labels=True):
                if data.skipped_rows else '')
     raise ValueError(f'{field}: {paths!r} has no data rows{skipped}')
   return data
+
+
+def raw_columns(paths, data_config, columns):
+  """(files, {column: its raw cells over every file of `paths`, in row order}) of CSV or
+  Parquet input: the input columns read beside the cache (data/signals.py, data/groups.py)."""
+  if data_config.input_type == 'ParquetInput':
+    from mmoe_jax.data.parquet_input import raw_columns as read
+  else:
+    from mmoe_jax.data.csv_input import raw_columns as read
+  from mmoe_jax.data.csv_input import expand_paths
+  files = expand_paths(paths)
+  per_file = [read(path, data_config, columns) for path in files]
+  return files, {c: pa.chunked_array([chunk for f in per_file for chunk in f[c].chunks],
+                                     per_file[0][c].type) for c in columns}
 
 
 def label_errors(config, data):

@@ -3,14 +3,13 @@
 EasyRec groups rows by the raw value of an input field (a user id, a session id), not by
 its hashed embedding id, whose buckets collide. The field need not feed any feature, so it
 is not in the columnar cache: `with_groups` reads the raw column once more from the eval
-CSV files (as bytes, parsed as the cache's rows are) and codes each distinct value as a
+CSV or Parquet files (as bytes, parsed as the cache's rows are) and codes each distinct value as a
 dense int32 (pyarrow dictionary_encode). Values are compared as their text in the file.
 """
 
 import dataclasses
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmoe_jax.config import task_towers
@@ -38,12 +37,11 @@ def with_groups(columns, paths, config):
   fields = group_fields(config)
   if not fields:
     return columns
-  from mmoe_jax.data import csv_input
-  tables = [csv_input._read_table(path, config.data_config, fields)[0]
-            for path in csv_input._expand_paths(paths)]
+  from mmoe_jax.data import raw_columns
+  _, raw = raw_columns(paths, config.data_config, fields)
   groups = {}
   for field in fields:
-    values = pa.chunked_array([c for t in tables for c in t[field].chunks], pa.binary())
+    values = raw[field]
     if len(values) != columns.num_rows:
       raise ValueError(
           f"grouped eval metric on input field {field!r}: {paths!r} has {len(values)} rows "

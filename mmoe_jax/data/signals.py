@@ -71,20 +71,17 @@ def attach(data, paths, config, log=print):
   wanted = needed(config)
   if not wanted:
     return data
-  from mmoe_jax.data import csv_input  # the CSV reader and its file rules
+  from mmoe_jax.data import raw_columns  # the CSV / Parquet readers and their file rules
   data_config = config.data_config
   fields = {f.input_name: f for f in data_config.input_fields}
   columns = sorted({name for _, name, _ in wanted.values()},
                    key=list(fields).index)
-  files = csv_input._expand_paths(paths)  # pylint: disable=protected-access
-  tables = [csv_input._read_table(path, data_config, columns)[0]  # pylint: disable=protected-access
-            for path in files]
-  rows = sum(t.num_rows for t in tables)
+  files, raw = raw_columns(paths, data_config, columns)
+  rows = len(raw[columns[0]])
   if rows != data.num_rows:
     raise ValueError(f'{paths}: {rows - data.num_rows} rows were skipped for bad values '
                      '(data_config.ignore_error), so the rows of data_config.sample_weight, '
                      'task_space_indicator_name or session_name cannot be matched; fix the rows')
-  raw = {name: pa.chunked_array([t[name] for t in tables], pa.binary()) for name in columns}
   labels = dict(data.labels)
   for key, (kind, name, value) in wanted.items():
     labels[key] = SIGNALS[kind](raw[name], fields[name], value, files)
