@@ -133,13 +133,13 @@ def multi_task_model(config, vocab_multiple=1):
                  if k in block.input_layer}
       specs.append(BlockSpec(name, InputLayer, tuple(options.items()), group=group))
       continue
-    layer = registry.LAYERS[block.keras_layer.class_name]
-    params = block.keras_layer[layer.params].to_dict() if layer.params else {}
+    layer = registry.LAYERS[block.keras_layer.class_name] if 'keras_layer' in block else None
+    params = block.keras_layer[layer.params].to_dict() if layer and layer.params else {}
     specs.append(BlockSpec(
-        name, layer.module, tuple(layer.fields(params).items()),
+        name, layer and layer.module, tuple(layer.fields(params).items()) if layer else (),
         inputs=tuple((input_block(i), i.input_slice) for i in block.inputs),
         input_concat_axis=block.input_concat_axis,
-        merge_inputs_into_list=block.merge_inputs_into_list, aux=layer.aux))
+        merge_inputs_into_list=block.merge_inputs_into_list, aux=bool(layer and layer.aux)))
   top_mlp = registry.mlp_spec(backbone.top_mlp.to_dict()) if 'top_mlp' in backbone else None
   return MultiTaskModel(
       features=tuple(features.values()),

@@ -57,8 +57,9 @@ def define_use_given_config_flag():
       'recorded in model_dir (config.json) by the run that trained it.')
 
 
-def run(main):
-  """Runs `main()` as an absl app after flags are parsed; logs go to stderr."""
+def run(main, config_required=True):
+  """Runs `main()` as an absl app after flags are parsed; logs go to stderr. --config is
+  required unless `config_required` is false (main checks it then)."""
 
   def _main(argv):
     if len(argv) > 1:
@@ -70,5 +71,6 @@ def run(main):
     sharding.initialize_distributed()  # a multi-host run, when the environment says so
     main()
 
-  flags.mark_flags_as_required(['config'])
+  if config_required:
+    flags.mark_flags_as_required(['config'])
   app.run(_main)

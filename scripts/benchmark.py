@@ -6,6 +6,8 @@ r"""Throughput of the real training code path, as one JSON line.
   python scripts/benchmark.py --config=configs/mmoe.py --input_only [--profile_input]
   python scripts/benchmark.py --config=configs/mtl_zoo.py:model=ple --flops
   python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo   # every zoo model, in turns
+  python scripts/benchmark.py --config=configs/mmoe.py --rows=30000000 --files=8 \
+      --format=parquet --config.data_config.input_mode=streaming --tmp_dir=/tmp
 
 Writes --rows rows of the embedded synthetic taobao data to a temporary CSV and times,
 in order: building its columnar cache (parse, hash, bucketize: cold) and loading it back
@@ -16,6 +18,12 @@ fast as it can; and evaluation (Trainer.evaluate: predictions and AUC) of --eval
 rows. Each `*_per_s` is a rate over at least --seconds. --flops adds XLA's estimate of the
 train step's FLOPs per example, so that models of different work can be compared. --zoo
 (configs/mtl_zoo.py) times the training of every taobao model of the zoo instead, in turns.
+
+Data past memory: --files splits the rows over several files (written a million rows at a
+time, so the writer stays small), --format=parquet writes Parquet (read as ParquetInput),
+and `*_peak_anon_gb` is the process's peak anonymous memory (RssAnon, sampled every 10 ms;
+page-cache pages of memory-mapped files are not anonymous) from the start of the cache build
+and from the start of training.
 """
 
 import cProfile
@@ -24,7 +32,9 @@ import os
 import pstats
 import resource
 import sys
+import shutil
 import tempfile
+import threading
 import time
 
 import jax
@@ -34,7 +44,7 @@ from ml_collections import config_flags
 
 from mmoe_jax import cli
 from mmoe_jax.config import import_config, optimizer_name, validate
-from mmoe_jax.data import csv_input, synthetic
+from mmoe_jax.data import columnar, csv_input, parquet_input, synthetic
 from mmoe_jax.training import evaluation, input_pipeline, sweep
 from mmoe_jax.training import trainer as trainer_lib
 
@@ -49,6 +59,14 @@ FLOPS = flags.DEFINE_bool('flops', False, "Add the train step's compiled cost an
 ZOO = flags.DEFINE_bool('zoo', False, 'With --config=configs/mtl_zoo.py[:arg]: every model of '
                         'its taobao part on the same data, timed round-robin (so that a '
                         'changing machine load falls on all alike), with their FLOPs.')
+FILES = flags.DEFINE_integer('files', 1, 'Files to split the --rows over.')
+FORMAT = flags.DEFINE_enum('format', 'csv', ['csv', 'parquet'], 'The files\' format.')
+TMP_DIR = flags.DEFINE_string('tmp_dir', None, 'Where to write the files (default: the '
+                              'system temp dir); they are deleted at the end.')
+COMPARE_GRAIN = flags.DEFINE_bool(
+    'compare_grain', False, 'Also time host batches through Grain (pip install grain): one '
+    'record per row, and Grain scheduling the same gather in 2 threads.')
+WRITE_PIECE_ROWS = 1_000_000  # rows the synthetic writer makes at a time
 TRACE_DIR = flags.DEFINE_string('trace_dir', '', 'Write a jax.profiler trace of two train '
                                 'dispatches here, and add the step\'s compiled cost analysis.')
 
@@ -58,33 +76,98 @@ def _cpu_s():
   return usage.ru_utime + usage.ru_stime
 
 
-def cache_rates(config, path, cache_dir):
+class PeakAnon:
+  """The process's peak anonymous memory (RssAnon) since `reset`, sampled by a thread."""
+
+  def __init__(self):
+    self.peak = 0
+    thread = threading.Thread(target=self._sample, daemon=True)
+    thread.start()
+
+  @staticmethod
+  def now():
+    with open('/proc/self/status') as f:
+      return next(int(line.split()[1]) * 1024 for line in f if line.startswith('RssAnon:'))
+
+  def _sample(self):
+    while True:
+      self.peak = max(self.peak, self.now())
+      time.sleep(0.01)
+
+  def reset(self):
+    self.peak = self.now()
+
+  def gb(self):
+    return round(max(self.peak, self.now()) / 1e9, 3)
+
+
+def write_files(tmp, rows, files, fmt):
+  """--rows synthetic taobao rows as `files` files of `fmt` (a glob of them), written
+  WRITE_PIECE_ROWS at a time: each piece is a CSV appended to its file or converted to a
+  Parquet row group."""
+  import pyarrow.csv as pacsv
+  import pyarrow.parquet as pq
+  paths = [os.path.join(tmp, f'part-{j:05d}.{fmt}') for j in range(files)]
+  piece, schema = os.path.join(tmp, 'piece.csv'), None
+  per_file = -(-rows // files)
+  for j, path in enumerate(paths):
+    writer, out = None, None
+    for start in range(j * per_file, min(rows, (j + 1) * per_file), WRITE_PIECE_ROWS):
+      n = min(WRITE_PIECE_ROWS, rows - start, (j + 1) * per_file - start)
+      # One split name per piece (its rows are independent), from one world (seed 0).
+      synthetic.write_csv(piece, n, seed=0, split=f'benchmark{start // WRITE_PIECE_ROWS}')
+      if fmt == 'csv':
+        out = out or open(path, 'wb')
+        with open(piece, 'rb') as f:
+          shutil.copyfileobj(f, out)
+        continue
+      table = pacsv.read_csv(piece, read_options=pacsv.ReadOptions(
+          column_names=list(synthetic.COLUMNS)), convert_options=pacsv.ConvertOptions(
+              column_types=schema))
+      schema = schema or table.schema
+      writer = writer or pq.ParquetWriter(path, schema)
+      writer.write_table(table)
+    (out or writer).close()
+  for name in os.listdir(tmp):
+    if name.startswith('piece.csv'):
+      os.remove(os.path.join(tmp, name))
+  return os.path.join(tmp, f'part-*.{fmt}') if files > 1 else paths[0]
+
+
+def cache_rates(config, path, cache_dir, peak):
   """Builds the cache of `path` (cold), loads it again (warm); returns (data, rates)."""
+  read = parquet_input.load_parquet if FORMAT.value == 'parquet' else csv_input.load_csv
 
   def load():
-    return csv_input.load_csv(path, config.data_config, config.feature_configs, cache_dir,
-                              log=lambda _: None)
+    return read(path, config.data_config, config.feature_configs, cache_dir, log=lambda _: None)
 
   profiler = cProfile.Profile() if PROFILE_INPUT.value else None
   if profiler:  # cProfile sees the main thread only, so run the transforms there
     csv_input._parallel = lambda fn, items: list(map(fn, items))
     profiler.enable()
+  peak.reset()
   start, cpu_start = time.perf_counter(), _cpu_s()
   load()
   build_s, build_cpu_s = time.perf_counter() - start, _cpu_s() - cpu_start
+  build_peak = peak.gb()
   if profiler:
     profiler.disable()
     pstats.Stats(profiler, stream=sys.stderr).sort_stats('tottime').print_stats(25)
   start = time.perf_counter()
   data = load()
   for a in (*data.features.values(), *data.labels.values()):
-    np.array(a)  # the cache is memory-mapped: count reading every array into memory
+    # The cache is memory-mapped: count reading every array, a million rows at a time.
+    for row in range(0, len(a), WRITE_PIECE_ROWS):
+      np.array(a[row:row + WRITE_PIECE_ROWS])
   load_s = time.perf_counter() - start
   rows = data.num_rows
+  files = csv_input.expand_paths(path)
   # cache_build_cpu_s: CPU seconds of the build, all threads: a slow build or a busy machine.
-  return data, dict(rows=rows, csv_bytes=os.path.getsize(path),
+  return data, dict(rows=rows, files=len(files), format=FORMAT.value,
+                    input_bytes=sum(os.path.getsize(f) for f in files),
                     cache_build_rows_per_s=round(rows / build_s),
                     cache_build_cpu_s=round(build_cpu_s, 3),
+                    cache_build_peak_anon_gb=build_peak,
                     cache_load_rows_per_s=round(rows / load_s))
 
 
@@ -136,6 +219,38 @@ def train_rates(config, trainer, data):
   result['streaming_rows_per_s'] = round(delivered / (time.perf_counter() - start))
   streaming.close()
   return state, result
+
+
+def host_batch_rates(config, data):
+  """Host batches (rows/s) gathered from the cache by input_pipeline.batch, and through
+  Grain: one record per row (its random-access source model), and Grain's MapDataset
+  scheduling the same batch gather in 2 threads."""
+  import grain.python as grain  # pylint: disable=g-import-not-at-top
+  batch_size = config.data_config.batch_size
+  sampler = input_pipeline.BatchSampler(data.num_rows, batch_size, config.seed)
+
+  def rate(batches):
+    rows, start = 0, time.perf_counter()
+    while time.perf_counter() - start < SECONDS.value:
+      next(batches)
+      rows += batch_size
+    return round(rows / (time.perf_counter() - start))
+
+  class Records:
+    def __len__(self):
+      return data.num_rows
+
+    def __getitem__(self, row):
+      return dict(features={k: v[row] for k, v in data.features.items()},
+                  labels={k: v[row] for k, v in data.labels.items()})
+
+  gather = lambda step: input_pipeline.batch(data, sampler.indices(step))
+  per_record = grain.MapDataset.source(Records()).shuffle(seed=config.seed).batch(batch_size)
+  scheduled = grain.MapDataset.range(1 << 40).map(gather).to_iter_dataset(
+      grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))
+  return dict(host_batch_rows_per_s=rate(map(gather, range(1 << 40))),
+              grain_per_record_rows_per_s=rate(iter(per_record.to_iter_dataset())),
+              grain_scheduled_gather_rows_per_s=rate(iter(scheduled)))
 
 
 def cost_analysis(trainer, state, data):
@@ -217,14 +332,22 @@ def main():
                 batch_size=config.data_config.batch_size,
                 mixed_precision=train.mixed_precision or 'FP32',
                 optimizer=optimizer_name(train.optimizer_config))
-  with tempfile.TemporaryDirectory() as tmp:
-    path = os.path.join(tmp, 'taobao.csv')
-    synthetic.write_csv(path, ROWS.value, seed=0, split='benchmark')
-    data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'))
+  peak = PeakAnon()
+  with tempfile.TemporaryDirectory(dir=TMP_DIR.value) as tmp:
+    if FORMAT.value == 'csv' and FILES.value == 1 and ROWS.value <= WRITE_PIECE_ROWS:
+      path = os.path.join(tmp, 'taobao.csv')
+      synthetic.write_csv(path, ROWS.value, seed=0, split='benchmark')
+    else:
+      path = write_files(tmp, ROWS.value, FILES.value, FORMAT.value)
+    columnar.release_heap()  # the writer's freed memory is not the build's
+    data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'), peak)
     result.update(rates)
+    if COMPARE_GRAIN.value:
+      result.update(host_batch_rates(config, data))
     if configs:
       result['models'] = zoo_rates(configs, data)
     elif not INPUT_ONLY.value:
+      peak.reset()
       trainer = trainer_lib.Trainer(config, input_pipeline.batch(data, np.arange(2)))
       result['embedding_rows'] = sum(
           t.shape[0] for t in jax.tree.leaves(jax.eval_shape(trainer.init_state)['params']
@@ -233,6 +356,7 @@ def main():
       result.update(rates)
       if TRACE_DIR.value or FLOPS.value:
         result.update(cost_analysis(trainer, state, data))
+      result['train_peak_anon_gb'] = peak.gb()  # training and its input
       result.update(eval_rate(trainer, state, data))
   print(json.dumps(result), flush=True)
 

@@ -21,7 +21,14 @@ FORBIDDEN = {
     'sharding': {'models', 'data', 'training', 'builder', 'cli'},
     'builder': {'data', 'training', 'cli'},
     'training': {'cli'},
+    # the loader of exported models: no model code, no config, nothing of training
+    'serving': {'models', 'config', 'training', 'builder', 'sharding', 'cli', 'metrics'},
 }
+# What importing mmoe_jax.serving may load besides the standard library: jax (and what it
+# loads), numpy, pyarrow, and the numpy transforms of mmoe_jax.data.
+SERVING_FORBIDDEN = ('flax', 'optax', 'orbax', 'ml_collections', 'tensorflow', 'absl.flags',
+                     'mmoe_jax.models', 'mmoe_jax.config', 'mmoe_jax.training',
+                     'mmoe_jax.builder', 'mmoe_jax.sharding')
 
 
 def imported_parts(path):
@@ -76,3 +83,18 @@ def test_checker_sees_each_import_form(tmp_path, source, part):
   path = tmp_path / 'm.py'
   path.write_text(source)
   assert imported_parts(str(path)) == {part}
+
+
+def test_serving_loads_no_model_code():
+  """mmoe_jax.serving, imported in a fresh process, loads none of SERVING_FORBIDDEN (the
+  static check above sees only its own imports, this one what they import in turn)."""
+  import subprocess
+  import sys
+  code = 'import sys, mmoe_jax.serving; print(" ".join(sys.modules))'
+  done = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                        env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  modules = done.stdout.split()
+  assert 'mmoe_jax.data.features' in modules and 'jax' in modules  # the check sees imports
+  loaded = [m for m in modules if m == 'flax' or m.startswith(SERVING_FORBIDDEN)]
+  assert not loaded, loaded

@@ -227,7 +227,7 @@ def replace(blocks, index, **changes):
      r"\(did you mean 'senet'\?\)"),
     (replace(SEED_BLOCKS, 1, keras_layer=dict(class_name='SENett', senet={})), {},
      r"blocks\[1\] \(block 'senet'\)\.keras_layer\.class_name: unknown layer class 'SENett' "
-     r"\(did you mean 'SENet'\?\); known: MLP, MMoE, SENet"),
+     r"\(did you mean 'SENet'\?\); known: AITMTower, CGC, MLP, MMoE, SENet"),
     (replace(SEED_BLOCKS, 2, name='senet'), {}, r"blocks\[2\]\.name: block 'senet' is repeated"),
     (replace(SEED_BLOCKS, 1, inputs=(dict(block_name='mmoe'),)), {},
      r'blocks form a cycle: (senet -> mmoe -> senet|mmoe -> senet -> mmoe)'),
@@ -262,7 +262,7 @@ def test_backbone_errors_name_the_block(blocks, backbone, match):
     validate(raw_config(*blocks, **backbone))
 
 
-def test_block_with_two_layers_or_none_fails_in_completion_naming_it():
+def test_block_with_two_layers_fails_in_completion_naming_it():
   two = replace(SEED_BLOCKS, 1, input_layer={})
   with pytest.raises(ConfigError, match=r"blocks\[1\] \(Block 'senet'\): set exactly one of "
                                         r'input_layer, keras_layer \(got input_layer, keras_layer\)'):

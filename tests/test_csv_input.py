@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from mmoe_jax.data import csv_input, features
+from mmoe_jax.data import columnar, csv_input, features
 
 FIELDS = (('clk', 'INT32'), ('user', 'STRING'), ('tags', 'STRING'), ('price', 'FLOAT'),
           ('age', 'INT32'), ('score', 'DOUBLE'))
@@ -113,7 +113,7 @@ def test_cache_is_reused(tmp_path, monkeypatch):
   def no_parse(*args):
     raise AssertionError('re-parsed a cached file')
 
-  monkeypatch.setattr(csv_input, '_read_table', no_parse)
+  monkeypatch.setattr(csv_input, '_read_batches', no_parse)
   data = load(path, tmp_path, logs=logs)
   assert 'cache hit' in logs[-1]
   check_rows(data)
@@ -145,7 +145,7 @@ def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
   def fail(*args):
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(np, 'save', fail)
+  monkeypatch.setattr(columnar, '_append', fail)
   with pytest.raises(KeyboardInterrupt):
     load(path, tmp_path)
   assert os.listdir(tmp_path / 'cache') == []

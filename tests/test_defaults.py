@@ -39,14 +39,22 @@ EASYREC_DEFAULTS = {
     # train.proto
     'TrainConfig': dict(gradient_clipping_by_norm=0.0, num_steps=0, save_checkpoints_steps=1000,
                         keep_checkpoint_max=10, save_summary_steps=1000,
-                        log_step_count_steps=10),
+                        log_step_count_steps=10, fine_tune_checkpoint=''),
+    # export.proto
+    'ExportConfig': dict(exporter_type='final', best_exporter_metric='auc', metric_bigger=True,
+                         enable_early_stop=False, early_stop_func='', early_stop_params='',
+                         max_check_steps=10000, exports_to_keep=1),
     # eval.proto
     'EvalConfig': dict(num_examples=0),
     'AUC': dict(num_thresholds=200),
+    'RecallAtTopK': dict(topk=5),
+    'GAUC': dict(reduction='mean'),  # uid_field: required
+    'SessionAUC': dict(reduction='mean'),  # session_id_field: required
     # dataset.proto (input_type is `required` with no default: its first value, CSVInput)
     'DatasetConfig': dict(batch_size=32, shuffle=True, shuffle_buffer_size=32, num_epochs=0,
                           prefetch_size=32, input_type='CSVInput', separator=',',
-                          ignore_error=False, with_header=False, eval_batch_size=4096),
+                          ignore_error=False, with_header=False, eval_batch_size=4096,
+                          sample_weight=''),
     'Field': dict(input_type='STRING', default_val=''),
     # feature_config.proto
     'FeatureConfig': dict(feature_name='', feature_type='IdFeature', embedding_name='',
@@ -59,16 +67,30 @@ EASYREC_DEFAULTS = {
                 use_bias=False, initializer='he_uniform', use_bn_after_activation=False,
                 use_final_bias=False, add_to_outputs=False),
     # tower.proto
-    'TaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0),
+    'TaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0,
+                      task_space_indicator_label='', in_task_space_weight=1.0,
+                      out_task_space_weight=1.0, use_sample_weight=True,
+                      task_space_indicator_name='', task_space_indicator_value=''),
+    # loss.proto
+    'Loss': dict(weight=1.0, loss_name='', learn_loss_weight=False),
+    'F1ReweighedLoss': dict(f1_beta_square=1.0, label_smoothing=0.0),
+    'BinaryFocalLoss': dict(gamma=2.0, ohem_ratio=1.0, label_smoothing=0.0),  # alpha: unset
+    'PairwiseLoss': dict(margin=0.0, session_name='', temperature=1.0),
+    'PairwiseFocalLoss': dict(gamma=2.0, session_name='', ohem_ratio=1.0, temperature=1.0),
+    'PairwiseLogisticLoss': dict(temperature=1.0, session_name='', ohem_ratio=1.0,
+                                 use_label_margin=False),
+    'JRCLoss': dict(alpha=0.5, same_label_loss=True, loss_weight_strategy='fixed'),
     # mmoe.proto
     'MMoE': dict(num_expert=0, l2_regularization=1e-4),
     # easy_rec_model.proto (ModelParams.l2_regularization has no [default]: 0)
-    'EasyRecModel': dict(model_name='', embedding_regularization=0.0),
+    'EasyRecModel': dict(model_name='', embedding_regularization=0.0,
+                         loss_weight_strategy='Fixed'),
     'ModelParams': dict(l2_regularization=0.0),
     # layer.proto (MMoELayer.num_task is required: mmoe_jax's 0 means unset, see below)
     'SENet': dict(reduction_ratio=4, num_squeeze_group=2, use_skip_connection=True,
                   use_output_layer_norm=True),
     'MMoELayer': dict(num_expert=0),
+    'AITMTower': dict(project_dim=0, stop_gradient=True),
     # pipeline.proto (input paths are strings in oneofs; model_dir is required)
     'EasyRecConfig': dict(train_input_path='', eval_input_path=''),
     # backbone.proto
@@ -85,7 +107,10 @@ EASYREC_DEFAULTS = {
     'PLE': dict(l2_regularization=1e-4),
     'ExtractionNetwork': dict(share_num=0),
     'DBMTL': dict(num_expert=0, l2_regularization=1e-4),
-    'BayesTaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0),
+    'BayesTaskTower': dict(label_name='', loss_type='CLASSIFICATION', num_class=1, weight=1.0,
+                           task_space_indicator_label='', in_task_space_weight=1.0,
+                           out_task_space_weight=1.0, use_sample_weight=True,
+                           task_space_indicator_name='', task_space_indicator_value=''),
 }
 
 # Scalar fields with a default that EasyRec does not have: this project's own fields
@@ -93,13 +118,17 @@ EASYREC_DEFAULTS = {
 # means unset.
 NOT_EASYREC = {
     'EasyRecConfig': {'model_dir', 'seed'},  # model_dir: required in EasyRec
-    'TrainConfig': {'mixed_precision', 'steps_per_dispatch'},
+    'TrainConfig': {'mixed_precision', 'steps_per_dispatch', 'fine_tune_optimizer_state'},
     'DatasetConfig': {'cache_dir', 'input_mode'},
     'MMoELayer': {'num_task', 'shared_gate'},  # num_task: required in EasyRec, 0 = unset
     'ExtractionNetwork': {'expert_num_per_task'},  # required in EasyRec, 0 = unset
     'EvalMetrics': set(),
+    # TorchEasyRec's Pareto loss weights, and the reduction of sample weights it uses
+    'TaskTower': {'pareto_min_loss_weight'},
+    'BayesTaskTower': {'pareto_min_loss_weight'},
+    'EasyRecModel': {'use_pareto_loss_weight', 'sample_weight_reduction'},
 }
-OWN_MESSAGES = {'TFDSInput', 'Synthetic', 'TaskCorrelation', 'Sharding'}
+OWN_MESSAGES = {'TFDSInput', 'Synthetic', 'TaskCorrelation', 'Sharding', 'CGC'}
 
 
 def messages():

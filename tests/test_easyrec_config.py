@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ import test_defaults
 from conftest import EASYREC_CONFIGS
 from mmoe_jax import cli
 from mmoe_jax.builder import build_model
-from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, validate
+from mmoe_jax.config import ConfigError, easyrec, load_config, model_params, schema, validate
 from mmoe_jax.data import synthetic
 from mmoe_jax.training import train_lib
 
@@ -246,11 +247,11 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
   path = pipeline(
       tmp_path, FEATURES=features,
       EXTRA='kafka_train_input { server: "host:9092" topic: "clicks" }',
-      TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_checkpoint: "x"',
-      INPUT_TYPE='OdpsInputV2', MODEL='loss_weight_strategy: Uncertainty',
+      TRAIN='sync_replicas: false train_distribute: PSStrategy fine_tune_ckpt_var_map: "x"',
+      INPUT_TYPE='OdpsInputV2', MODEL='losses { loss_type: CLASSIFICATION }',
       EXPERTS='experts { expert_name: "e" dnn { hidden_units: [4] foo: 3 } }',
-      TOWERS="""task_towers { tower_name: "ctr" loss_type: JRC_LOSS
-                  losses { loss_type: PAIR_WISE_LOSS } metrics_set { gauc { uid_field: "u" } } }""")
+      TOWERS="""task_towers { tower_name: "ctr" loss_type: PAIRWISE_HINGE_LOSS
+                  losses { loss_type: ZILN_LOSS } metrics_set { precision {} } }""")
   message = unsupported(path)
   expected = [
       'kafka_train_input: Kafka input: no meaning in mmoe_jax',
@@ -258,13 +259,13 @@ def test_every_unsupported_field_is_listed_in_one_error(tmp_path):
       'feature_configs[0].feature_type = SequenceFeature: not implemented',
       "feature_configs[1].vocab_file = 'v.txt': not implemented",
       'model_config.mmoe.experts[0].dnn.foo: unknown field of DNN',
-      'model_config.mmoe.task_towers[0].loss_type = JRC_LOSS: not implemented',
-      'model_config.mmoe.task_towers[0].losses: not implemented',
-      'model_config.mmoe.task_towers[0].metrics_set[0].gauc: not implemented',
-      'model_config.loss_weight_strategy = Uncertainty: not implemented',
+      'model_config.mmoe.task_towers[0].loss_type = PAIRWISE_HINGE_LOSS: not implemented',
+      'model_config.mmoe.task_towers[0].losses[0].loss_type = ZILN_LOSS: not implemented',
+      'model_config.mmoe.task_towers[0].metrics_set[0].precision: ignored by EasyRec rank',
+      'model_config.losses: not implemented',
       'train_config.sync_replicas = False: asynchronous parameter-server training: no meaning',
       'train_config.train_distribute = PSStrategy: TF distribution strategy: no meaning',
-      'train_config.fine_tune_checkpoint = x: not implemented',
+      'train_config.fine_tune_ckpt_var_map = x: not implemented',
   ]
   for line in expected:
     assert line in message
@@ -324,7 +325,8 @@ def test_tables_match_the_schema():
     assert name in messages, name
     assert not set(fields) & set(messages[name].fields), name  # not both supported and not
   for (name, field), values in easyrec.ENUMS.items():
-    assert isinstance(messages[name].fields[field], str) and not set(values.known) & set(
+    spec = messages[name].fields[field]  # a default, or required (Loss.loss_type)
+    assert (isinstance(spec, str) or spec == schema.REQUIRED) and not set(values.known) & set(
         values.supported)
 
 
@@ -429,3 +431,76 @@ def test_unimplemented_optimizer_fields_are_errors(tmp_path):
   message = unsupported(str(tmp_path / 'ema.config'))
   assert 'train_config.optimizer_config.moving_average_decay = 0.99: not implemented' in message
   assert 'embedding_learning_rate_multiplier = 2: not implemented' in message
+
+
+def test_new_metric_fields_round_trip_with_easyrecs_defaults(tmp_path):
+  towers = """
+  task_towers { tower_name: "ctr" label_name: "clk" dnn { hidden_units: [4] }
+    metrics_set { gauc { uid_field: "user" } }
+    metrics_set { gauc { uid_field: "item" reduction: "mean_by_positive_num" } }
+    metrics_set { session_auc { session_id_field: "user" } }
+    metrics_set { session_auc { session_id_field: "item" reduction: "mean_by_sample_num" } }
+    metrics_set { max_f1 {} }
+    metrics_set { root_mean_squared_error {} } }
+  task_towers { tower_name: "cvr" label_name: "buy" num_class: 3 dnn { hidden_units: [4] }
+    metrics_set { recall_at_topk {} } metrics_set { recall_at_topk { topk: 2 } } }
+  """
+  path = pipeline(tmp_path, TOWERS=towers)
+  config = validate(load_config(path))
+  ctr, cvr = model_params(config.model_config).task_towers
+  assert [m.to_dict() for m in ctr.metrics_set] == [
+      {'gauc': {'uid_field': 'user', 'reduction': 'mean'}},
+      {'gauc': {'uid_field': 'item', 'reduction': 'mean_by_positive_num'}},
+      {'session_auc': {'session_id_field': 'user', 'reduction': 'mean'}},
+      {'session_auc': {'session_id_field': 'item', 'reduction': 'mean_by_sample_num'}},
+      {'max_f1': {}}, {'root_mean_squared_error': {}}]
+  assert [m.to_dict() for m in cvr.metrics_set] == [{'recall_at_topk': {'topk': 5}},
+                                                    {'recall_at_topk': {'topk': 2}}]
+  converted = tmp_path / 'mine.py'
+  converted.write_text(easyrec.to_python(path))
+  assert load_config(str(converted)).to_dict() == load_config(path).to_dict()
+  with pytest.raises(ConfigError, match=r'metrics_set\[0\].gauc.uid_field: required field'):
+    load_config(pipeline(tmp_path, TOWERS=towers.replace('gauc { uid_field: "user" }',
+                                                         'gauc {}')))
+
+
+def test_export_config_is_read_with_easyrecs_defaults_and_round_trips(tmp_path):
+  """export_config and fine_tune_checkpoint (export.proto, train.proto): set fields are
+  read, unset ones take EasyRec's defaults, and the run record's text form reads back."""
+  path = pipeline(tmp_path, TRAIN='fine_tune_checkpoint: "runs/old"', EXTRA="""
+      export_config { exporter_type: "best" best_exporter_metric: "auc_cvr"
+                      enable_early_stop: true max_check_steps: 2000 }""")
+  config = load_config(path)
+  assert config.train_config.fine_tune_checkpoint == 'runs/old'
+  assert config.export_config.to_dict() == dict(
+      exporter_type='best', best_exporter_metric='auc_cvr', metric_bigger=True,
+      enable_early_stop=True, early_stop_func='', early_stop_params='', max_check_steps=2000,
+      exports_to_keep=1)
+  again = tmp_path / 'again.config'
+  again.write_text(easyrec.to_text(validate(config)))
+  assert load_config(str(again)).export_config == config.export_config
+  assert load_config(str(again)).train_config.fine_tune_checkpoint == 'runs/old'
+
+
+@pytest.mark.parametrize('export, message', [
+    ('exporter_type: "newest"', "export_config.exporter_type: 'newest'"),
+    ('exports_to_keep: 0', 'export_config.exports_to_keep: 0 must be >= 1'),
+    ('enable_early_stop: true max_check_steps: 0', 'export_config.max_check_steps: 0'),
+    ('early_stop_func: "stop_if_no_increase_hook"', 'export_config.early_stop_func:'),
+    ('early_stop_func: "my_stop"', "export_config.early_stop_func: 'my_stop' must be a module"),
+])
+def test_export_config_errors_name_the_field(tmp_path, export, message):
+  path = pipeline(tmp_path, EXTRA=f'export_config {{ {export} }}')
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    validate(load_config(path))
+
+
+def test_export_config_fields_without_meaning_here(tmp_path):
+  """EasyRec's SavedModel placeholder fields: their defaults are accepted, others named."""
+  ok = pipeline(tmp_path, EXTRA='export_config { batch_size: -1 multi_placeholder: true }')
+  assert load_config(ok).export_config.exporter_type == 'final'
+  bad = pipeline(tmp_path, 'bad.config',
+                 EXTRA='export_config { batch_size: 32 multi_value_fields { input_name: "x" } }')
+  message = unsupported(bad)
+  assert 'export_config.batch_size = 32: not implemented' in message
+  assert 'export_config.multi_value_fields: not implemented' in message

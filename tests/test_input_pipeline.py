@@ -80,6 +80,19 @@ def test_auto_mode_puts_a_small_cache_on_the_device(tiny_config):
     validate(tiny_config)
 
 
+def test_auto_mode_streams_a_cache_past_the_device_budget_and_says_so(tiny_config, monkeypatch,
+                                                                      caplog):
+  _, columns, _, _ = _setup(tiny_config)
+  size = input_pipeline.nbytes(columns)
+  caplog.set_level('INFO', logger='mmoe_jax')
+  # Half the device memory is the budget: a cache of exactly that size fits, one byte more not.
+  monkeypatch.setattr(input_pipeline, 'device_memory_bytes', lambda: 2 * size)
+  assert input_pipeline.resolve_mode('auto', columns) == 'device'
+  monkeypatch.setattr(input_pipeline, 'device_memory_bytes', lambda: 2 * size - 2)
+  assert input_pipeline.resolve_mode('auto', columns) == 'streaming'
+  assert caplog.messages[-1].startswith('input_mode auto: streaming (the training cache takes ')
+
+
 def test_streaming_resume_equals_an_uninterrupted_device_run(tiny_config, tmp_path):
   """Stop a streaming run at step 10, resume it to 20: the same as 20 device-resident steps."""
   tiny_config.data_config.input_mode = 'streaming'

@@ -500,7 +500,10 @@ def test_easyrec_sample_configs_train_on_the_embedded_data(name, tmp_path):
   names = (['auc_ctcvr', 'auc_cvr_masked', 'auc_ctr', 'oracle_auc_ctcvr', 'oracle_auc_cvr_masked',
             'oracle_auc_ctr'] if name == 'esmm' else
            ['auc_ctr', 'auc_cvr', 'oracle_auc_ctr', 'oracle_auc_cvr'])
-  assert sorted(k for k in final if k != 'step') == sorted(names)
+  # Every evaluation also reports each binary target's log loss, NE and calibration.
+  targets = ['ctcvr', 'cvr_masked', 'ctr'] if name == 'esmm' else ['ctr', 'cvr']
+  extra = [f'{m}_{t}' for m in ('logloss', 'normalized_entropy', 'calibration') for t in targets]
+  assert sorted(k for k in final if k != 'step') == sorted(names + extra)
   assert all(0 < final[k] < 1 for k in names)
 
 

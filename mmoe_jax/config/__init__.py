@@ -9,6 +9,7 @@ from mmoe_jax.config.complete import ConfigError, complete
 from mmoe_jax.config.easyrec import load_pipeline
 from mmoe_jax.config.validate import (feature_dim, model_params, optimizer_name, relation_order,
                                       task_towers, validate, vocab_size)
+from mmoe_jax.config.validate import loss_keys_of
 
 
 def parse_arg(arg, **defaults):

@@ -18,8 +18,8 @@ INPUT_LAYER_OUTPUTS = ('only_output_feature_list', 'only_output_3d_tensor',
 def validate_backbone(model, feature_dims, num_towers):
   """Checks model.backbone and makes EasyRec's implicit rules explicit in it.
 
-  Made explicit: a keras block's input naming a feature group (and no block) reads it
-  through a default input_layer block named after the group; with neither concat_blocks
+  Made explicit: a keras or identity block's input naming a feature group (and no block)
+  reads it through a default input_layer block named after the group; with neither concat_blocks
   nor output_blocks set, the leaf blocks are concatenated.
 
   Args:
@@ -48,7 +48,7 @@ def validate_backbone(model, feature_dims, num_towers):
     for j, name in enumerate(backbone[key]):
       _known_block(name, names, f'{PATH}.{key}[{j}]')
   if not backbone.concat_blocks and not backbone.output_blocks:
-    read = {input_block(i) for b in backbone.blocks if 'keras_layer' in b for i in b.inputs}
+    read = {input_block(i) for b in backbone.blocks if 'input_layer' not in b for i in b.inputs}
     backbone.concat_blocks = tuple(b.name for b in backbone.blocks if b.name not in read)
   if 'top_mlp' in backbone and 'top_mlp' in names:
     raise ConfigError(f"{PATH}.blocks: 'top_mlp' names the top_mlp's parameters; rename "
@@ -112,17 +112,8 @@ def _check_block(block, path, names, groups, layers):
       if not 0 <= options[key] < 1:
         raise ConfigError(f'{label}.input_layer.{key}: must be in [0, 1)')
     return
-  keras = block.keras_layer
-  if keras.class_name not in layers:
-    raise ConfigError(f'{label}.keras_layer.class_name: unknown layer class '
-                      f'{keras.class_name!r}{did_you_mean(keras.class_name, layers)}; known: '
-                      f"{', '.join(sorted(layers))}")
-  wanted = layers[keras.class_name].params
-  given = [k for k in KERAS_LAYER.oneof if k in keras]
-  if given != ([wanted] if wanted else []):
-    needs = f'its parameters in keras_layer.{wanted}' if wanted else 'no parameters'
-    raise ConfigError(f'{label}.keras_layer: class {keras.class_name!r} takes {needs}; '
-                      f"got {', '.join(f'keras_layer.{k}' for k in given) or 'none'}")
+  if 'keras_layer' in block:
+    _check_keras_layer(block.keras_layer, label, layers)
   if block.name in groups:
     raise ConfigError(f'{label}.name: {block.name!r} is a feature group; only an input_layer '
                       'block may take that name')
@@ -133,12 +124,26 @@ def _check_block(block, path, names, groups, layers):
       _known_group(inp.feature_group_name, groups, f'{label}.inputs[{j}].feature_group_name')
 
 
+def _check_keras_layer(keras, label, layers):
+  if keras.class_name not in layers:
+    raise ConfigError(f'{label}.keras_layer.class_name: unknown layer class '
+                      f'{keras.class_name!r}{did_you_mean(keras.class_name, layers)}; known: '
+                      f"{', '.join(sorted(layers))}")
+  wanted = layers[keras.class_name].params
+  given = [k for k in KERAS_LAYER.oneof if k in keras]
+  if given != ([wanted] if wanted else []):
+    needs = f'its parameters in keras_layer.{wanted}' if wanted else 'no parameters'
+    raise ConfigError(f'{label}.keras_layer: class {keras.class_name!r} takes {needs}; '
+                      f"got {', '.join(f'keras_layer.{k}' for k in given) or 'none'}")
+
+
 def _add_implicit_input_layers(backbone, names):
-  """A feature_group_name input of a keras block that names no block reads the group
-  through a default input_layer block of the same name (EasyRec's backbone does this)."""
+  """A feature_group_name input of a keras or identity block that names no block reads
+  the group through a default input_layer block of the same name (EasyRec's backbone does
+  this)."""
   implicit = []
   for block in backbone.blocks:
-    for inp in (block.inputs if 'keras_layer' in block else ()):
+    for inp in (block.inputs if 'input_layer' not in block else ()):
       group = inp.get('feature_group_name')
       if group and group not in names and group not in implicit:
         implicit.append(group)
@@ -174,6 +179,9 @@ def _infer_shapes(backbone, order, groups, feature_dims, registry):
         inputs = backbone_lib.merge_inputs(inputs, block.input_concat_axis, _concat_shapes)
     except ValueError as e:
       raise ConfigError(f'{label}.inputs: {e}') from None
+    if 'keras_layer' not in block:  # the identity: EasyRec's block with no layer
+      shapes[name] = inputs
+      continue
     layer = registry.LAYERS[block.keras_layer.class_name]
     params = block.keras_layer[layer.params].to_dict() if layer.params else {}
     try:

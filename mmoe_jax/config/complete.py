@@ -44,8 +44,10 @@ def complete(raw, message=schema.PIPELINE, path=''):
     value = raw.get(key)
     field_path = _join(path, key)
     if isinstance(spec, schema.Optional):
-      if value is not None:
+      if value is not None and isinstance(spec.message, schema.Message):
         out[key] = complete(value, spec.message, field_path)
+      elif value is not None:  # an optional scalar
+        out[key] = _scalar(value, spec.message, field_path)
     elif isinstance(spec, schema.Message):
       out[key] = complete(value or {}, spec, field_path)
     elif isinstance(spec, schema.Repeated):

@@ -28,6 +28,7 @@ from mmoe_jax.config import schema
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.validate import (INPUT_CLASSES, FEATURE_TYPES, INPUT_TYPES, LOSS_TYPES,
                                       WIDE_DEEP)
+from mmoe_jax.config.validate import LOSS_WEIGHT_STRATEGIES, LOSSES_LOSS_TYPES
 
 # pipeline.proto's EasyRecConfig: the config tree, plus FeatureConfigV2 `feature_config
 # { features {...} }`, the newer of EasyRec's two feature layouts (both read the same).
@@ -65,14 +66,12 @@ UNSUPPORTED = {
         **_fields(_no_meaning('Hive input'), 'hive_train_input', 'hive_eval_input'),
         **_fields(NOT_IMPLEMENTED, 'binary_train_input', 'binary_eval_input',
                   'parquet_train_input', 'parquet_eval_input'),
-        **_fields(_no_meaning('TF SavedModel export'), 'export_config'),
         **_fields(_no_meaning('RTP feature generation'), 'fg_json_path'),
     },
     'FeatureConfigV2': _fields(_no_meaning('TF device placement'), 'embedding_on_cpu',
                                accepts=(False,)),
     'TrainConfig': {
-        **_fields(NOT_IMPLEMENTED, 'fine_tune_checkpoint', 'fine_tune_ckpt_var_map',
-                  'freeze_gradient', 'dead_line', 'save_checkpoints_secs'),
+        **_fields(NOT_IMPLEMENTED, 'fine_tune_ckpt_var_map', 'freeze_gradient', 'dead_line', 'save_checkpoints_secs'),
         **_fields(NOT_IMPLEMENTED, 'is_profiling', 'force_restore_shape_compatible',
                   'summary_model_vars', accepts=(False,)),
         # true: synchronous replicas, which is every mmoe_jax step; false: asynchronous PS.
@@ -90,6 +89,18 @@ UNSUPPORTED = {
                   'intra_op_parallelism_threads', accepts=(0,)),
         **_fields(_no_meaning('TF graph dump'), 'write_graph', accepts=ANY),
     },
+    'ExportConfig': {
+        # The export takes any batch size (a symbolic batch dimension), as EasyRec's -1.
+        **_fields(NOT_IMPLEMENTED + ' (the export takes any batch size)', 'batch_size',
+                  accepts=(-1,)),
+        # TF SavedModel placeholders: the artifact takes the raw columns by input name.
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'multi_placeholder',
+                  accepts=(True,)),
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'placeholder_named_by_input',
+                  accepts=(False,)),
+        **_fields(_no_meaning('TF SavedModel placeholders'), 'filter_inputs', accepts=(True,)),
+        **_fields(NOT_IMPLEMENTED, 'multi_value_fields', 'asset_files'),
+    },
     'Optimizer': _fields(NOT_IMPLEMENTED, 'moving_average_decay',
                          'embedding_learning_rate_multiplier'),
     'EvalConfig': {
@@ -98,11 +109,14 @@ UNSUPPORTED = {
                   'save_graph', accepts=ANY),
         **_fields(NOT_IMPLEMENTED, 'eval_online', accepts=(False,)),
     },
-    'EvalMetrics': _fields(NOT_IMPLEMENTED, 'recall_at_topk', 'max_f1',
-                           'root_mean_squared_error', 'gauc', 'session_auc', 'recall',
-                           'precision', 'precision_at_topk'),
+    'EvalMetrics': {
+        # EasyRec's rank and multi-task models ignore these silently (only DropoutNet and
+        # the match models compute them); mmoe_jax refuses them rather than ignore them.
+        **_fields('ignored by EasyRec rank and multi-task models; refused here', 'recall',
+                  'precision', 'precision_at_topk'),
+    },
     'DatasetConfig': {
-        **_fields(NOT_IMPLEMENTED, 'label_sep', 'label_dim', 'extra_label_func', 'sample_weight',
+        **_fields(NOT_IMPLEMENTED, 'label_sep', 'label_dim', 'extra_label_func',
                   'feature_fields', 'drop_remainder', 'negative_sampler', 'negative_sampler_v2',
                   'hard_negative_sampler', 'hard_negative_sampler_v2',
                   'negative_sampler_in_memory'),
@@ -145,21 +159,18 @@ UNSUPPORTED = {
         # Multi-task models read loss_type and num_class from their towers.
         **_fields(_no_meaning('single-task setting'), 'loss_type', accepts=('CLASSIFICATION',)),
         **_fields(_no_meaning('single-task setting'), 'num_class', accepts=(1,)),
-        **_fields(NOT_IMPLEMENTED, 'loss_weight_strategy', accepts=('Fixed',)),
         **_fields(_no_meaning('PAI-TF embedding variables'), 'ev_params'),
     },
     'ModelParams': _fields(NOT_IMPLEMENTED, 'outputs', 'user_tower_idx_in_output',
                            'item_tower_idx_in_output', 'simi_func', 'temperature', 'scale_simi'),
     'TaskTower': {
-        **_fields(NOT_IMPLEMENTED, 'task_space_indicator_label', 'task_space_indicator_name',
-                  'task_space_indicator_value', 'losses', 'relation_tower_names', 'relation_dnn',
-                  'ait_project_dim'),
-        **_fields(NOT_IMPLEMENTED, 'in_task_space_weight', 'out_task_space_weight',
-                  accepts=(1.0,)),
+        **_fields(NOT_IMPLEMENTED, 'relation_tower_names', 'relation_dnn', 'ait_project_dim'),
         **_fields(NOT_IMPLEMENTED, 'use_ait_module', accepts=(False,)),
-        # Without data_config.sample_weight (not implemented) it changes nothing.
-        **_fields(NOT_IMPLEMENTED, 'use_sample_weight', accepts=ANY),
     },
+    # the loss_param oneof members of the loss types mmoe_jax does not implement
+    'Loss': _fields(NOT_IMPLEMENTED, 'softmax_loss', 'circle_loss', 'multi_simi_loss',
+                    'pairwise_hinge_loss', 'listwise_rank_loss', 'listwise_distill_loss',
+                    'ziln_loss'),
     'DBMTL': {
         **_fields(NOT_IMPLEMENTED, 'bottom_cmbf', 'bottom_uniter', 'sequence_dnn'),
         **_fields(NOT_IMPLEMENTED, 'use_feature_bn', accepts=(False,)),
@@ -198,7 +209,7 @@ def _values(supported, reasons):
 ENUMS = {
     ('DatasetConfig', 'input_type'): _values(INPUT_CLASSES, {
         NOT_IMPLEMENTED: ('CSVInputEx', 'TFRecordInput', 'BatchTFRecordInput', 'DummyInput',
-                          'ParquetInput', 'ParquetInputV2', 'ParquetInputV3', 'CriteoInput'),
+                          'ParquetInputV2', 'ParquetInputV3', 'CriteoInput'),
         _no_meaning('ODPS input'): ('OdpsInput', 'OdpsInputV2', 'OdpsInputV3', 'OdpsRTPInput',
                                     'OdpsRTPInputV2'),
         _no_meaning('RTP input'): ('RTPInput', 'RTPInputV2'),
@@ -212,16 +223,20 @@ ENUMS = {
     ('FeatureGroupConfig', 'wide_deep'): _values(WIDE_DEEP, {
         NOT_IMPLEMENTED + ' (no wide part)': ('WIDE', 'WIDE_AND_DEEP')}),
     ('TaskTower', 'loss_type'): _values(LOSS_TYPES, {
-        NOT_IMPLEMENTED: ('SIGMOID_L2_LOSS', 'CROSS_ENTROPY_LOSS', 'SOFTMAX_CROSS_ENTROPY',
+        NOT_IMPLEMENTED: ('CROSS_ENTROPY_LOSS', 'SOFTMAX_CROSS_ENTROPY',
                           'CIRCLE_LOSS', 'MULTI_SIMILARITY_LOSS',
-                          'SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING', 'PAIR_WISE_LOSS',
-                          'F1_REWEIGHTED_LOSS', 'BINARY_FOCAL_LOSS', 'PAIRWISE_FOCAL_LOSS',
-                          'PAIRWISE_LOGISTIC_LOSS', 'PAIRWISE_HINGE_LOSS', 'JRC_LOSS',
+                          'SOFTMAX_CROSS_ENTROPY_WITH_NEGATIVE_MINING',
+                          'PAIRWISE_HINGE_LOSS',
                           'ORDER_CALIBRATE_LOSS', 'BINARY_CROSS_ENTROPY_LOSS',
                           'KL_DIVERGENCE_LOSS', 'LISTWISE_RANK_LOSS', 'LISTWISE_DISTILL_LOSS',
                           'ZILN_LOSS')}),
 }
 ENUMS['BayesTaskTower', 'loss_type'] = ENUMS['TaskTower', 'loss_type']
+# The types a `losses {}` entry may name (validate checks the rest)
+ENUMS['Loss', 'loss_type'] = _values(LOSSES_LOSS_TYPES, {
+    NOT_IMPLEMENTED: tuple(v for v in ENUMS['TaskTower', 'loss_type'].known
+                           if v not in LOSSES_LOSS_TYPES)})
+ENUMS['EasyRecModel', 'loss_weight_strategy'] = _values(LOSS_WEIGHT_STRATEGIES, {})
 
 _MESSAGE = object()  # a message value, as _skip reports it
 

@@ -30,7 +30,9 @@ class Repeated:
 
 @dataclasses.dataclass(frozen=True)
 class Optional:
-  message: Any  # a Message; the field is absent from the completed config unless set
+  # a Message, or a scalar type (an `optional` proto field without a default, e.g. float);
+  # the field is absent from the completed config unless set
+  message: Any
 
 
 class Message:
@@ -54,14 +56,72 @@ DNN = Message(
 # easy_rec/python/protos/eval.proto
 AUC = Message('AUC', num_thresholds=200)  # accepted; mmoe_jax always computes the exact AUC
 EMPTY = Message('Empty')
+RECALL_AT_TOPK = Message('RecallAtTopK', topk=5)
+# reduction: 'mean' | 'mean_by_sample_num' | 'mean_by_positive_num'. The field is an input
+# field's input_name; groups are its raw values (metrics.py, data/groups.py).
+GAUC = Message('GAUC', uid_field=REQUIRED, reduction='mean')
+SESSION_AUC = Message('SessionAUC', session_id_field=REQUIRED, reduction='mean')
 EVAL_METRICS = Message(
     'EvalMetrics',
-    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy'),
+    oneof=('auc', 'mean_squared_error', 'mean_absolute_error', 'accuracy', 'recall_at_topk',
+           'max_f1', 'root_mean_squared_error', 'gauc', 'session_auc'),
     oneof_required=True,
     auc=AUC,
     mean_squared_error=EMPTY,
     mean_absolute_error=EMPTY,
     accuracy=EMPTY,  # CLASSIFICATION towers with num_class > 1
+    recall_at_topk=RECALL_AT_TOPK,  # CLASSIFICATION towers with num_class > 1
+    max_f1=EMPTY,  # on probs, not EasyRec's logits (docs/metrics.md)
+    root_mean_squared_error=EMPTY,
+    gauc=GAUC,
+    session_auc=SESSION_AUC,
+)
+
+# easy_rec/python/protos/loss.proto: the parameters of the loss types with some (the
+# `loss_param` oneof of Loss). Optional(float) fields matter only when set, as in EasyRec.
+F1_REWEIGHTED_LOSS = Message('F1ReweighedLoss', f1_beta_square=1.0, label_smoothing=0.0)
+BINARY_FOCAL_LOSS = Message('BinaryFocalLoss', gamma=2.0, alpha=Optional(float), ohem_ratio=1.0,
+                            label_smoothing=0.0)
+PAIRWISE_LOSS = Message('PairwiseLoss', margin=0.0, session_name='', temperature=1.0)
+PAIRWISE_FOCAL_LOSS = Message(
+    'PairwiseFocalLoss',
+    gamma=2.0,
+    alpha=Optional(float),
+    hinge_margin=Optional(float),  # proto default 1.0, but EasyRec reads it only when set
+    session_name='',
+    ohem_ratio=1.0,
+    temperature=1.0,
+)
+PAIRWISE_LOGISTIC_LOSS = Message(
+    'PairwiseLogisticLoss',
+    temperature=1.0,
+    session_name='',
+    hinge_margin=Optional(float),
+    ohem_ratio=1.0,
+    use_label_margin=False,
+)
+JRC_LOSS = Message(
+    'JRCLoss',
+    session_name=REQUIRED,
+    alpha=0.5,
+    same_label_loss=True,
+    loss_weight_strategy='fixed',
+)
+LOSS = Message(
+    'Loss',
+    oneof=('f1_reweighted_loss', 'binary_focal_loss', 'pairwise_loss', 'pairwise_focal_loss',
+           'pairwise_logistic_loss', 'jrc_loss'),
+    loss_type=REQUIRED,  # CLASSIFICATION, L2_LOSS, ORDER_CALIBRATE_LOSS, or a type of
+    # training/loss_types.py
+    weight=1.0,
+    loss_name='',  # '' = the type's key (training/losses.py)
+    learn_loss_weight=False,  # loss_weight_strategy Uncertainty: learn this loss's weight
+    f1_reweighted_loss=F1_REWEIGHTED_LOSS,
+    binary_focal_loss=BINARY_FOCAL_LOSS,
+    pairwise_loss=PAIRWISE_LOSS,
+    pairwise_focal_loss=PAIRWISE_FOCAL_LOSS,
+    pairwise_logistic_loss=PAIRWISE_LOGISTIC_LOSS,
+    jrc_loss=JRC_LOSS,
 )
 
 # easy_rec/python/protos/tower.proto
@@ -70,10 +130,24 @@ TASK_TOWER = Message(
     tower_name=REQUIRED,
     label_name='',  # '' = the label_fields entry at this tower's position
     metrics_set=Repeated(EVAL_METRICS),  # () = auc (CLASSIFICATION) / mean_squared_error
-    loss_type='CLASSIFICATION',  # or 'L2_LOSS'
+    loss_type='CLASSIFICATION',  # or 'L2_LOSS'; with `losses`, resolved from them (validate)
     num_class=1,
     dnn=DNN,
     weight=1.0,
+    # The per-sample loss weight (docs/training_signals.md): rows whose label field
+    # task_space_indicator_label is > 0, or whose input field task_space_indicator_name
+    # equals task_space_indicator_value (as a string), weigh in_task_space_weight, others
+    # out_task_space_weight; times data_config.sample_weight if use_sample_weight.
+    task_space_indicator_label='',
+    in_task_space_weight=1.0,
+    out_task_space_weight=1.0,
+    losses=Repeated(LOSS),  # () = one loss of loss_type
+    use_sample_weight=True,
+    task_space_indicator_name='',
+    task_space_indicator_value='',
+    # not in EasyRec (TorchEasyRec's): under model_config.use_pareto_loss_weight, the least
+    # weight of each of this tower's losses
+    pareto_min_loss_weight=0.0,
 )
 
 # easy_rec/python/protos/mmoe.proto
@@ -199,15 +273,35 @@ MMOE_LAYER = Message(
     num_expert=0,
     shared_gate=False,  # not in EasyRec: one gate for every task (a one-gate MoE, OMoE)
 )
+AITM_TOWER = Message(
+    'AITMTower',
+    project_dim=0,  # optional in EasyRec; 0 = unset: the width of input 0 (as EasyRec's)
+    transfer_mlp=Optional(MLP),  # unset: the earlier towers are projected as they are
+    stop_gradient=True,
+)
+# not in EasyRec: one extraction network of PLE (a CGC layer) as a backbone layer, the
+# fields of PLE's ExtractionNetwork (network_name: the block's name) and the two it
+# cannot take from PLE: the number of tasks, and whether it is the last layer.
+CGC = Message(
+    'CGC',
+    num_task=0,  # required; 0 = unset, rejected by validation
+    expert_num_per_task=0,  # required; 0 = unset, rejected by validation
+    share_num=0,
+    task_expert_net=DNN,
+    share_expert_net=Optional(DNN),
+    is_last_layer=True,  # true: no shared gate, outputs the tasks'; false: the shared one too
+)
 
 # easy_rec/python/protos/keras_layer.proto (the params this project's layers read)
 KERAS_LAYER = Message(
     'KerasLayer',
-    oneof=('mlp', 'senet', 'mmoe'),
+    oneof=('mlp', 'senet', 'mmoe', 'aitm', 'cgc'),
     class_name=REQUIRED,
     mlp=MLP,
     senet=SENET,
     mmoe=MMOE_LAYER,
+    aitm=AITM_TOWER,
+    cgc=CGC,  # not in EasyRec
 )
 
 # easy_rec/python/protos/backbone.proto
@@ -234,8 +328,7 @@ INPUT = Message(
 )
 BLOCK = Message(
     'Block',
-    oneof=('input_layer', 'keras_layer'),
-    oneof_required=True,
+    oneof=('input_layer', 'keras_layer'),  # neither: the identity, its merged inputs
     name=REQUIRED,
     inputs=Repeated(INPUT),
     input_concat_axis=-1,
@@ -273,6 +366,14 @@ MODEL_CONFIG = Message(
     simple_multi_task=SIMPLE_MULTI_TASK,
     embedding_regularization=0.0,
     backbone=Optional(BACKBONE_TOWER),
+    loss_weight_strategy='Fixed',  # or 'Uncertainty', 'Random' (docs/training_signals.md)
+    # not in EasyRec (TorchEasyRec's): weigh the task losses by the min-norm point of their
+    # gradients (Pareto), each step; see docs/training_signals.md
+    use_pareto_loss_weight=False,
+    # not in EasyRec: how a loss averages over per-sample weights w. 'SUM_BY_NONZERO_WEIGHTS'
+    # (EasyRec's TF1 reduction): sum(w l) / #(w != 0); 'WEIGHTED_MEAN' (TorchEasyRec's):
+    # sum(w l) / sum(w)
+    sample_weight_reduction='SUM_BY_NONZERO_WEIGHTS',
 )
 
 # not in EasyRec: a tensorflow_datasets dataset, read when data_config.input_type is
@@ -294,7 +395,7 @@ DATA_CONFIG = Message(
     shuffle_buffer_size=32,  # accepted; mmoe_jax shuffles the whole cached file
     num_epochs=0,
     prefetch_size=32,  # accepted; batches are sliced from the in-memory cache
-    input_type='CSVInput',  # or 'TFDSInput' (not in EasyRec)
+    input_type='CSVInput',  # or 'ParquetInput', or 'TFDSInput' (not in EasyRec)
     separator=',',
     input_fields=Repeated(FIELD),
     ignore_error=False,
@@ -306,6 +407,7 @@ DATA_CONFIG = Message(
     # device, batches gathered inside the jitted step; 'streaming': a background thread
     # builds and transfers batches ahead of use; 'auto': device when the cache fits.
     input_mode='auto',
+    sample_weight='',  # an input field whose values weigh each row's losses; '' = 1
 )
 
 # easy_rec/python/protos/optimizer.proto
@@ -421,10 +523,29 @@ TRAIN_CONFIG = Message(
     # not in EasyRec: train steps per device dispatch in input_mode 'device'; it must divide
     # log_step_count_steps and save_checkpoints_steps. 0 = the largest divisor of both <= 100
     steps_per_dispatch=0,
+    # warm start: a checkpoint (a run's model_dir, its checkpoints/ or one step's directory)
+    # whose parameters of the same name and shape initialize a run with no checkpoint yet
+    fine_tune_checkpoint='',
+    # not in EasyRec (which takes optimizer slots too): whether fine_tune_checkpoint also
+    # gives the optimizer state of the same name and shape
+    fine_tune_optimizer_state=False,
 )
 
 # easy_rec/python/protos/eval.proto
 EVAL_CONFIG = Message('EvalConfig', num_examples=0, metrics_set=Repeated(EVAL_METRICS))
+
+# easy_rec/python/protos/export.proto (docs/serving.md): exports under model_dir/export/
+EXPORT_CONFIG = Message(
+    'ExportConfig',
+    exporter_type='final',  # final | latest | best | none
+    best_exporter_metric='auc',  # a metric name as evaluation reports it, e.g. auc_ctr
+    metric_bigger=True,
+    enable_early_stop=False,
+    early_stop_func='',  # '' = stop when max_check_steps pass without improvement
+    early_stop_params='',
+    max_check_steps=10000,
+    exports_to_keep=1,
+)
 
 # not in EasyRec: the embedded synthetic data used when train_input_path is '': the taobao
 # click/buy log (mmoe_jax/data/synthetic.py), or with task_correlation set, the MMoE paper's
@@ -455,6 +576,7 @@ SHARDING = Message(
     embed=Repeated(str),  # embedding columns and dense-kernel inputs
     expert=Repeated(str, default=('model',)),  # the leading [E] axis of stacked experts
     mlp=Repeated(str),  # hidden units: dense-kernel outputs, biases, batch norm
+    attention=Repeated(str),  # the outputs of AITM's query/key/value projections (no L2)
     batch=Repeated(str, default=('data',)),  # the rows of a batch
     replica=Repeated(str),  # the leading axis of a vmapped sweep's replicas
     pad_vocab=True,  # pad tables with zero rows to a multiple of their shards; false: error
@@ -469,6 +591,7 @@ PIPELINE = Message(
     train_config=TRAIN_CONFIG,
     eval_config=EVAL_CONFIG,
     data_config=DATA_CONFIG,
+    export_config=EXPORT_CONFIG,
     feature_configs=Repeated(FEATURE_CONFIG),
     model_config=MODEL_CONFIG,
     seed=0,  # not in EasyRec: parameter init, dropout and data order

@@ -8,14 +8,25 @@ from mmoe_jax.config import schema
 from mmoe_jax.config.backbone import validate_backbone
 from mmoe_jax.config.complete import ConfigError, complete, did_you_mean
 from mmoe_jax.config.schema import EVAL_METRICS
+from mmoe_jax.metrics import GROUP_FIELDS, L2_TYPES
 
 ID_TYPES = ('IdFeature', 'TagFeature')
 FEATURE_TYPES = ID_TYPES + ('RawFeature',)
 INPUT_TYPES = ('INT32', 'INT64', 'STRING', 'FLOAT', 'DOUBLE', 'BOOL')
-LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS')
-INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput')  # TFDSInput: not in EasyRec
+LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'SIGMOID_L2_LOSS', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS',
+              'PAIRWISE_LOGISTIC_LOSS', 'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
+# The loss types auc is defined for (rank_model.py `_build_metric_impl`'s binary_loss_set).
+AUC_LOSS_TYPES = ('CLASSIFICATION', 'BINARY_FOCAL_LOSS', 'PAIR_WISE_LOSS', 'PAIRWISE_LOGISTIC_LOSS',
+                  'PAIRWISE_FOCAL_LOSS', 'JRC_LOSS', 'F1_REWEIGHTED_LOSS')
+# loss_type -> the num_class its head takes (rank_model.py asserts it); CLASSIFICATION: any
+LOSS_NUM_CLASS = {**dict.fromkeys(AUC_LOSS_TYPES[1:] + L2_TYPES, 1), 'JRC_LOSS': 2}
+# jrc_loss.loss_weight_strategy values a run takes (the random ones draw from the step's
+# rng, losses.task_losses); 'uncertainty' (two learnt weights) is not implemented.
+JRC_STRATEGIES = ('fixed', 'random_uniform', 'random_normal', 'random_bernoulli')
+INPUT_CLASSES = ('CSVInput', 'CSVInputV2', 'TFDSInput', 'ParquetInput')  # TFDSInput: not in EasyRec
 WIDE_DEEP = ('DEEP',)  # every group feeds the deep part; there is no wide part
-ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear')
+ACTIVATIONS = ('relu', 'sigmoid', 'tanh', 'elu', 'selu', 'gelu', 'swish', 'leaky_relu', 'linear',
+               'dice')
 # model_class -> the model_config field with its task_towers and l2_regularization
 MODEL_PARAMS = {'MMoE': 'mmoe', 'MultiTaskModel': 'model_params', 'ESMM': 'esmm', 'PLE': 'ple',
                 'DBMTL': 'dbmtl', 'SimpleMultiTask': 'simple_multi_task'}
@@ -56,7 +67,7 @@ def validate(config):
     _known(label, inputs, f'data_config.label_fields[{i}]', 'input field')
   if data.input_type not in INPUT_CLASSES:
     raise ConfigError(f'data_config.input_type: {data.input_type!r} is not supported '
-                      "(supported: 'CSVInput', 'TFDSInput')")
+                      "(supported: 'CSVInput', 'ParquetInput', 'TFDSInput')")
   if data.input_type == 'TFDSInput':
     if not data.tfds.name:
       raise ConfigError("data_config.tfds.name: input_type 'TFDSInput' needs a tfds dataset "
@@ -100,6 +111,8 @@ def validate(config):
     _validate_esmm(model.esmm, groups, label_types)
   else:
     _validate_towers(params.task_towers, f'model_config.{section}', label_types)
+  _validate_training_signals(config, inputs)
+  _validate_group_fields(config, section)
   if backbone:
     validate_backbone(model, {name: feature_dim(f) for name, f in features.items()},
                       len(params.task_towers))
@@ -120,11 +133,34 @@ def validate(config):
                       'log_step_count_steps and save_checkpoints_steps, so that logs and '
                       'checkpoints land on their steps')
   _validate_sharding(config.sharding)
+  _validate_export(config.export_config)
   config.lock()
   return config
 
 
-LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica')
+EXPORTER_TYPES = ('final', 'latest', 'best', 'none')
+# EasyRec's early stop hooks, which an unset early_stop_func picks by metric_bigger
+EARLY_STOP_HOOKS = ('stop_if_no_increase_hook', 'stop_if_no_decrease_hook')
+
+
+def _validate_export(export):
+  """export_config (docs/serving.md): the exporter type, counts, early_stop_func's form."""
+  _one_of(export.exporter_type, EXPORTER_TYPES, 'export_config.exporter_type')
+  if export.exports_to_keep < 1:
+    raise ConfigError(f'export_config.exports_to_keep: {export.exports_to_keep} must be >= 1')
+  if export.enable_early_stop and export.max_check_steps <= 0 and not export.early_stop_func:
+    raise ConfigError(f'export_config.max_check_steps: {export.max_check_steps} must be > 0')
+  func = export.early_stop_func
+  if func.rpartition('.')[2] in EARLY_STOP_HOOKS:
+    raise ConfigError(f'export_config.early_stop_func: {func!r} is the default that an unset '
+                      'early_stop_func picks by metric_bigger (with max_check_steps); leave it '
+                      'unset, or name a function f(eval_results, early_stop_params)')
+  if func and '.' not in func:
+    raise ConfigError(f'export_config.early_stop_func: {func!r} must be a module path and a '
+                      "function name, 'package.module.function'")
+
+
+LOGICAL_AXES = ('vocab', 'embed', 'expert', 'mlp', 'batch', 'replica', 'attention')
 
 
 def _validate_sharding(sharding):
@@ -381,14 +417,72 @@ def _validate_counts(config):
 def _validate_metric(metric, tower, path):
   """EasyRec's rules (rank_model.py `_build_metric_impl`), refused where EasyRec asserts."""
   classification = tower.loss_type == 'CLASSIFICATION'
-  if 'auc' in metric and not (classification and tower.num_class <= 2):
+  if 'auc' in metric and tower.loss_type not in AUC_LOSS_TYPES:
+    raise ConfigError(f'{path}.auc: needs a tower of a binary loss type '
+                      f'({", ".join(AUC_LOSS_TYPES)}), not {tower.loss_type}')
+  if 'auc' in metric and classification and tower.num_class > 2:
     raise ConfigError(f'{path}.auc: needs a CLASSIFICATION tower with num_class 1 or 2')
-  for name in ('mean_squared_error', 'mean_absolute_error'):
+  for name in ('mean_squared_error', 'mean_absolute_error', 'root_mean_squared_error'):
     if name in metric and classification and tower.num_class > 1:
       raise ConfigError(f'{path}.{name}: not defined for a CLASSIFICATION tower with '
                         f'num_class {tower.num_class} (EasyRec refuses it too); use accuracy')
   if 'accuracy' in metric and not (classification and tower.num_class > 1):
     raise ConfigError(f'{path}.accuracy: needs a CLASSIFICATION tower with num_class > 1')
+  # EasyRec reads y_<t> of an L2 type, else probs_<t>: mean_squared_error for any loss type
+  # of one output, mean_absolute_error for CLASSIFICATION only.
+  for name in ('mean_squared_error', 'root_mean_squared_error'):
+    if name in metric and tower.num_class != 1:
+      raise ConfigError(f'{path}.{name}: not defined for a {tower.loss_type} tower '
+                        f'with num_class {tower.num_class} (EasyRec refuses it too)')
+  if 'mean_absolute_error' in metric and not (classification or tower.loss_type in L2_TYPES):
+    raise ConfigError(f'{path}.mean_absolute_error: not defined for a {tower.loss_type} tower '
+                      '(EasyRec refuses it too)')
+  _validate_new_metric(metric, tower, path)
+
+
+def _validate_new_metric(metric, tower, path):
+  """recall_at_topk, max_f1, gauc and session_auc: EasyRec's asserts, and their options."""
+  binary = tower.loss_type in AUC_LOSS_TYPES and not (
+      tower.loss_type == 'CLASSIFICATION' and tower.num_class > 2)
+  for name in ('max_f1', 'gauc', 'session_auc'):
+    if name in metric and not binary:
+      raise ConfigError(f'{path}.{name}: needs a tower of a binary loss type '
+                        '(CLASSIFICATION with num_class 1 or 2, or a ranking loss)')
+  for name in ('gauc', 'session_auc'):
+    if name in metric:
+      _one_of(metric[name].reduction, GROUPED_AUC_REDUCTIONS, f'{path}.{name}.reduction')
+  if 'recall_at_topk' in metric:
+    if not (tower.loss_type == 'CLASSIFICATION' and tower.num_class > 1):
+      raise ConfigError(f'{path}.recall_at_topk: needs a CLASSIFICATION tower with '
+                        'num_class > 1')
+    if metric.recall_at_topk.topk < 1:
+      raise ConfigError(f'{path}.recall_at_topk.topk: {metric.recall_at_topk.topk} must be '
+                        '>= 1')
+
+
+# gauc / session_auc reductions (EasyRec's metrics.py): the weight of each group's AUC.
+GROUPED_AUC_REDUCTIONS = ('mean', 'mean_by_sample_num', 'mean_by_positive_num')
+
+
+def _validate_group_fields(config, section):
+  """gauc / session_auc group the eval rows by a raw input column of a CSV input."""
+  model = config.model_config
+  inputs = [f.input_name for f in config.data_config.input_fields]
+  if model.model_class == 'ESMM':
+    towers = [('cvr_tower', model.esmm.cvr_tower), ('ctr_tower', model.esmm.ctr_tower)]
+  else:
+    towers = [(f'task_towers[{i}]', t) for i, t in enumerate(model_params(model).task_towers)]
+  for name, tower in towers:
+    for m, metric in enumerate(tower.metrics_set):
+      for kind, field in GROUP_FIELDS.items():
+        if kind not in metric:
+          continue
+        path = f'model_config.{section}.{name}.metrics_set[{m}].{kind}.{field}'
+        _known(metric[kind][field], inputs, path, 'input field')
+        if config.data_config.input_type not in ('CSVInput', 'CSVInputV2', 'ParquetInput') or (
+            'task_correlation' in config.synthetic and not config.train_input_path):
+          raise ConfigError(f'{path}: grouping rows needs CSV or Parquet input (the raw column '
+                            'is read from the eval files)')
 
 
 def _validate_esmm(esmm, groups, label_types):
@@ -409,6 +503,9 @@ def _validate_esmm(esmm, groups, label_types):
     if tower.num_class != 1:
       raise ConfigError(f'{path}.{name}.num_class: ESMM towers have one output, got '
                         f'{tower.num_class}')
+  if esmm.cvr_tower.loss_type not in ('CLASSIFICATION', 'L2_LOSS'):
+    raise ConfigError(f'{path}.cvr_tower.loss_type: ESMM\'s cvr tower is CLASSIFICATION or '
+                      f'L2_LOSS, got {esmm.cvr_tower.loss_type}')
   if esmm.ctr_tower.loss_type != 'CLASSIFICATION':
     raise ConfigError(f'{path}.ctr_tower.loss_type: the ctr tower is a binary CLASSIFICATION, '
                       f'got {esmm.ctr_tower.loss_type}')
@@ -528,9 +625,16 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
                         f'entry {i} to take it from')
     tower.label_name = label_fields[i]
   _known(tower.label_name, label_fields, f'{tpath}.label_name', 'label field')
+  if tower.losses:
+    tower.loss_type = _head_loss_type(tower, tpath)
   _one_of(tower.loss_type, LOSS_TYPES, f'{tpath}.loss_type')
   if tower.num_class < 1 or (tower.loss_type == 'L2_LOSS' and tower.num_class != 1):
     raise ConfigError(f'{tpath}.num_class: must be >= 1 (and 1 for L2_LOSS)')
+  check_num_class(tower.loss_type, tower.num_class, f'{tpath}.num_class')
+  if tower.loss_type == 'JRC_LOSS' and not tower.get('losses'):
+    raise ConfigError(f'{tpath}.loss_type: JRC_LOSS needs sessions, which a bare loss_type '
+                      'cannot name (EasyRec fails too): use losses { loss_type: JRC_LOSS '
+                      'jrc_loss { session_name: "<input field>" } }')
   if tower.num_class > 1 and label_types[tower.label_name] not in ('INT32', 'INT64'):
     # EasyRec's sparse softmax cross entropy asserts an integer label dtype.
     raise ConfigError(f'{tpath}.num_class: {tower.num_class} classes need an integer label, '
@@ -542,12 +646,51 @@ def _validate_tower(tower, tpath, i, label_types, tower_names):
         raise ConfigError(f'{tpath}.tower_name: a tower named {other!r} would share output '
                           f'names with this num_class {tower.num_class} tower')
   if not tower.metrics_set:
-    metric = ('mean_squared_error' if tower.loss_type == 'L2_LOSS' else
+    metric = ('mean_squared_error' if tower.loss_type in L2_TYPES else
               'auc' if tower.num_class <= 2 else 'accuracy')
     tower.metrics_set = (complete({metric: {}}, EVAL_METRICS),)
   for m, metric in enumerate(tower.metrics_set):
     _validate_metric(metric, tower, f'{tpath}.metrics_set[{m}]')
   _validate_dnn(tower.dnn, f'{tpath}.dnn')
+
+
+def check_num_class(loss_type, num_class, path):
+  """The num_class a loss type's head takes (LOSS_NUM_CLASS); `path`: the num_class field."""
+  needed = LOSS_NUM_CLASS.get(loss_type, num_class)
+  if num_class != needed:
+    raise ConfigError(f'{path}: {loss_type} needs num_class {needed}, got {num_class}')
+
+
+def _positive(v):
+  return v > 0
+
+
+# Loss parameters -> (test, the values it passes): EasyRec asserts the ohem_ratio and gamma
+# limits; a temperature <= 0 divides by zero or reverses the order of the scores.
+LOSS_LIMITS = {
+    'ohem_ratio': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'gamma': (_at_least_0, '>= 0'),
+    'temperature': (_positive, '> 0'),
+}
+
+
+def _check_loss_param(loss, lpath):
+  """The values of a `losses {}` entry's parameters (its own type's, _validate_loss checks):
+  LOSS_LIMITS, and jrc_loss's session and strategy."""
+  param = LOSS_PARAMS.get(loss.loss_type)
+  if param not in loss:
+    return
+  values, ppath = loss[param], f'{lpath}.{param}'
+  for key, (test, allowed) in LOSS_LIMITS.items():
+    if key in values and not test(values[key]):
+      raise ConfigError(f'{ppath}.{key}: {values[key]} must be {allowed}')
+  if loss.loss_type == 'JRC_LOSS':
+    if not values.session_name:
+      raise ConfigError(f'{ppath}.session_name: JRC_LOSS needs sessions; name an input field')
+    if values.loss_weight_strategy == 'uncertainty':
+      raise ConfigError(f'{ppath}.loss_weight_strategy: {values.loss_weight_strategy!r} is not '
+                        f"implemented in mmoe_jax yet (supported: {', '.join(JRC_STRATEGIES)})")
+    _one_of(values.loss_weight_strategy, JRC_STRATEGIES, f'{ppath}.loss_weight_strategy')
 
 
 def _validate_dnn(dnn, path):
@@ -578,6 +721,191 @@ def _known(name, known, path, what):
 def _one_of(value, allowed, path):
   if value not in allowed:
     raise ConfigError(f'{path}: {value!r} is not one of {", ".join(allowed)}')
+
+
+# Loss types of a `losses {}` entry (config/easyrec.py LOSSES_LOSS_TYPES) -> its loss_param
+# oneof member; the others take none.
+LOSS_PARAMS = {'PAIR_WISE_LOSS': 'pairwise_loss', 'PAIRWISE_LOGISTIC_LOSS': 'pairwise_logistic_loss',
+               'PAIRWISE_FOCAL_LOSS': 'pairwise_focal_loss', 'BINARY_FOCAL_LOSS': 'binary_focal_loss',
+               'F1_REWEIGHTED_LOSS': 'f1_reweighted_loss', 'JRC_LOSS': 'jrc_loss'}
+LOSSES_LOSS_TYPES = ('CLASSIFICATION', 'L2_LOSS', 'ORDER_CALIBRATE_LOSS', 'SIGMOID_L2_LOSS',
+                     *LOSS_PARAMS)
+# The loss types with a head of their own (models/mmoe.py `head`): y = o, y = sigmoid(o), and
+# JRC's class-1 probs. Every other type's head is CLASSIFICATION's: logits and probs.
+OWN_HEADS = ('L2_LOSS', 'SIGMOID_L2_LOSS', 'JRC_LOSS')
+LOSS_WEIGHT_STRATEGIES = ('Fixed', 'Uncertainty', 'Random')
+SAMPLE_WEIGHT_REDUCTIONS = ('SUM_BY_NONZERO_WEIGHTS', 'WEIGHTED_MEAN')
+
+
+def _head_loss_type(tower, tpath):
+  """The loss_type whose outputs a tower with `losses` gets: EasyRec gives it the union of
+  its losses' heads (and ignores loss_type); mmoe_jax gives a tower one head, so its losses
+  must agree on it. Losses of CLASSIFICATION's head give CLASSIFICATION if one is, else
+  the first's type (their metrics rules differ, mtl.md 8)."""
+  heads = {}
+  for k, loss in enumerate(tower.losses):
+    path = f'{tpath}.losses[{k}].loss_type'
+    _one_of(loss.loss_type, LOSSES_LOSS_TYPES, path)
+    if loss.loss_type != 'ORDER_CALIBRATE_LOSS':
+      head = loss.loss_type if loss.loss_type in OWN_HEADS else 'CLASSIFICATION'
+      heads.setdefault(head, (path, loss.loss_type))
+  if not heads:
+    raise ConfigError(f'{tpath}.losses: ORDER_CALIBRATE_LOSS alone gives the tower no output; '
+                      'add the loss that trains it (e.g. CLASSIFICATION)')
+  if len(heads) > 1:
+    (first, a), (second, b) = list(heads.values())[:2]
+    article = 'an' if b[0] in 'AEFILMNORSX' else 'a'  # as the letter is spoken
+    raise ConfigError(f'{second}: mixes {article} {b} head with the {a} head of {first}; '
+                      'mmoe_jax gives a tower one head')
+  head, (_, first_type) = next(iter(heads.items()))
+  if head != 'CLASSIFICATION' or any(l.loss_type == 'CLASSIFICATION' for l in tower.losses):
+    return head
+  return first_type
+
+
+def _validate_training_signals(config, inputs):
+  """Sample weights, task spaces, several losses per tower and their weighting
+  (docs/training_signals.md): the fields exist, and what EasyRec ignores silently is an
+  error here."""
+  data, model = config.data_config, config.model_config
+  section = f'model_config.{MODEL_PARAMS[model.model_class]}'
+  _one_of(model.loss_weight_strategy, LOSS_WEIGHT_STRATEGIES, 'model_config.loss_weight_strategy')
+  _one_of(model.sample_weight_reduction, SAMPLE_WEIGHT_REDUCTIONS,
+          'model_config.sample_weight_reduction')
+  if data.sample_weight:
+    _known(data.sample_weight, inputs, 'data_config.sample_weight', 'input field')
+  raw_columns = [('data_config.sample_weight', data.sample_weight)] if data.sample_weight else []
+  if model.model_class == 'ESMM':
+    _esmm_signals(config)
+    return
+  towers = model_params(model).task_towers
+  names = {t.tower_name: t for t in towers}
+  calibrated = None
+  min_weights = []
+  for i, tower in enumerate(towers):
+    tpath = f'{section}.task_towers[{i}]'
+    if tower.task_space_indicator_label:
+      _known(tower.task_space_indicator_label, data.label_fields,
+             f'{tpath}.task_space_indicator_label', 'label field')
+    if bool(tower.task_space_indicator_name) != bool(tower.task_space_indicator_value):
+      unset = ('task_space_indicator_value' if tower.task_space_indicator_name
+               else 'task_space_indicator_name')
+      raise ConfigError(f'{tpath}.{unset}: unset, so the other task_space_indicator field has '
+                        'no effect (EasyRec needs both); set both or neither')
+    if tower.task_space_indicator_name:
+      name_path = f'{tpath}.task_space_indicator_name'
+      _known(tower.task_space_indicator_name, inputs, name_path, 'input field')
+      if inputs[tower.task_space_indicator_name].input_type != 'STRING':
+        raise ConfigError(f'{name_path}: input field {tower.task_space_indicator_name!r} is '
+                          f'{inputs[tower.task_space_indicator_name].input_type}; EasyRec '
+                          'compares it with task_space_indicator_value as a string, so it must '
+                          'be STRING')
+      raw_columns.append((name_path, tower.task_space_indicator_name))
+    if tower.pareto_min_loss_weight < 0:
+      raise ConfigError(f'{tpath}.pareto_min_loss_weight: {tower.pareto_min_loss_weight} must '
+                        'be >= 0')
+    min_weights += [tower.pareto_min_loss_weight] * len(loss_keys_of(tower))
+    for k, loss in enumerate(tower.losses):
+      lpath = f'{tpath}.losses[{k}]'
+      session = _validate_loss(loss, tower, lpath, model, inputs, names)
+      if session:
+        raw_columns.append(session)
+      if loss.loss_type == 'ORDER_CALIBRATE_LOSS':
+        if calibrated not in (None, tower.tower_name):
+          raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS is also on tower '
+                            f'{calibrated!r}; both would write the one key '
+                            "'order_calibrate_loss' (EasyRec keeps the last)")
+        calibrated = tower.tower_name
+  if model.use_pareto_loss_weight:
+    if model.loss_weight_strategy != 'Fixed':
+      raise ConfigError(f'model_config.use_pareto_loss_weight: replaces the loss weights, so '
+                        f'loss_weight_strategy must be Fixed, got {model.loss_weight_strategy}')
+    if sum(min_weights) >= 1:
+      raise ConfigError(f'{section}.task_towers[].pareto_min_loss_weight: the least weights '
+                        f'of all losses sum to {sum(min_weights):g}; it must be < 1')
+  _raw_columns_readable(config, raw_columns)
+
+
+def loss_keys_of(tower):
+  """The entries a tower adds to the loss dict, as (loss index or None, loss_type): one
+  per loss but ORDER_CALIBRATE_LOSS, whose terms make one entry when the tower has
+  relation_tower_names (and none without); a tower without `losses`: (None, loss_type)."""
+  if not tower.losses:
+    return ((None, tower.loss_type),)
+  entries = tuple((k, loss.loss_type) for k, loss in enumerate(tower.losses)
+                  if loss.loss_type != 'ORDER_CALIBRATE_LOSS')
+  calibrate = [k for k, loss in enumerate(tower.losses) if loss.loss_type == 'ORDER_CALIBRATE_LOSS']
+  if calibrate and tower.get('relation_tower_names'):
+    entries += ((calibrate[0], 'ORDER_CALIBRATE_LOSS'),)
+  return entries
+
+
+def _validate_loss(loss, tower, lpath, model, inputs, towers):
+  """One `losses {}` entry; returns (field path, input field) of its session_name, if any."""
+  kind = loss.loss_type
+  param = LOSS_PARAMS.get(kind)
+  given = [name for name in LOSS_PARAMS.values() if name in loss]
+  if given and given != [param]:
+    raise ConfigError(f'{lpath}.{given[0]}: parameters of another loss type than {kind}')
+  if loss.learn_loss_weight:
+    if model.loss_weight_strategy != 'Uncertainty':
+      raise ConfigError(f'{lpath}.learn_loss_weight: needs model_config.loss_weight_strategy '
+                        f'Uncertainty, got {model.loss_weight_strategy} (EasyRec raises too)')
+    if kind == 'ORDER_CALIBRATE_LOSS':
+      raise ConfigError(f'{lpath}.learn_loss_weight: ORDER_CALIBRATE_LOSS has no learnt weight '
+                        '(EasyRec ignores it)')
+  classes = 2 if kind == 'JRC_LOSS' else None if kind == 'CLASSIFICATION' else 1
+  if classes and tower.num_class != classes:
+    raise ConfigError(f'{lpath}.loss_type: {kind} needs num_class {classes}, the tower has '
+                      f'{tower.num_class}')
+  if kind == 'ORDER_CALIBRATE_LOSS':
+    for j, name in enumerate(tower.get('relation_tower_names', ())):
+      other = towers.get(name)
+      if other is not None and (other.loss_type != 'CLASSIFICATION' or other.num_class != 1):
+        raise ConfigError(f'{lpath}.loss_type: ORDER_CALIBRATE_LOSS compares probs with '
+                          f'tower {name!r} (relation_tower_names[{j}]), which has no binary '
+                          'probs (it needs CLASSIFICATION, num_class 1)')
+  if kind == 'JRC_LOSS' and 'jrc_loss' not in loss:
+    raise ConfigError(f'{lpath}.jrc_loss: JRC_LOSS needs jrc_loss {{ session_name }} (EasyRec '
+                      'fails without it)')
+  _check_loss_param(loss, lpath)
+  if param and param in loss and loss[param].get('session_name'):
+    spath = f'{lpath}.{param}.session_name'
+    _known(loss[param].session_name, inputs, spath, 'input field')
+    return spath, loss[param].session_name
+  return None
+
+
+def _esmm_signals(config):
+  """ESMM has its own losses (EasyRec ignores these fields there): errors."""
+  model = config.model_config
+  for name in ('cvr_tower', 'ctr_tower'):
+    tower = model.esmm[name]
+    for field in ('losses', 'task_space_indicator_label', 'task_space_indicator_name',
+                  'task_space_indicator_value'):
+      if tower[field]:
+        raise ConfigError(f'model_config.esmm.{name}.{field}: ESMM computes its own losses and '
+                          'ignores this field (EasyRec too); remove it')
+  if config.data_config.sample_weight:
+    raise ConfigError('data_config.sample_weight: not supported with model_class ESMM (EasyRec '
+                      "weighs only ESMM's L2 cvr loss with it)")
+  for field, default in (('loss_weight_strategy', 'Fixed'), ('use_pareto_loss_weight', False)):
+    if model[field] != default:
+      raise ConfigError(f'model_config.{field}: ESMM computes its own losses and ignores this '
+                        'field (EasyRec too); remove it')
+
+
+def _raw_columns_readable(config, raw_columns):
+  """Sample weights, task-space fields and session ids are read from the CSV's raw columns
+  (data/signals.py): not from a tfds dataset or the generated task_correlation data."""
+  if not raw_columns:
+    return
+  path = raw_columns[0][0]
+  if config.data_config.input_type == 'TFDSInput':
+    raise ConfigError(f"{path}: not supported with data_config.input_type 'TFDSInput' (it is "
+                      'read from the raw CSV columns)')
+  if not config.train_input_path and 'task_correlation' in config.synthetic:
+    raise ConfigError(f'{path}: the synthetic.task_correlation data has no such column')
 
 
 # model_class -> the checks of its own model section (every model's towers are checked)

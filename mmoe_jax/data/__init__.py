@@ -1,9 +1,11 @@
-"""Data: EasyRec CSV or tfds input, feature transforms, the columnar cache, synthetic data."""
+"""Data: EasyRec CSV or Parquet input, tfds input, feature transforms, the columnar cache,
+synthetic data."""
 
 import functools
 import os
 
 import numpy as np
+import pyarrow as pa
 
 
 def input_paths(config, log=print):
@@ -69,8 +71,10 @@ def datasets(config, log=print):
   train = load(train_path, config, log=log, field='train_input_path')
   if not eval_path:
     return train, None, None
-  return (train, load(eval_path, config, log=log, field='eval_input_path'),
-          load_oracle(eval_path, config))
+  from mmoe_jax.data.groups import with_groups
+  eval_data = with_groups(load(eval_path, config, log=log, field='eval_input_path'), eval_path,
+                          config)
+  return train, eval_data, load_oracle(eval_path, config)
 
 
 def task_correlation_data(config):
@@ -89,8 +93,8 @@ def task_correlation_data(config):
 
 
 def load(paths, config, log=print, field='input path', check_labels=True):
-  """The columnar cache of `paths` (CSV files, or a tfds split) for this config's features,
-  built on first use.
+  """The columnar cache of `paths` (CSV or Parquet files, or a tfds split) for this config's
+  features, built on first use.
 
   Raises ValueError, before any training, when the input has no data rows (zero-byte
   files, a header only, every row skipped under ignore_error) naming `field` (the config
@@ -107,9 +111,16 @@ def load(paths, config, log=print, field='input path', check_labels=True):
     found = check and check(data)
     if found:
       raise ValueError(f'{data_config.tfds.name} split {paths!r}, row {found[0]}: {found[1]}')
+  elif data_config.input_type == 'ParquetInput':
+    from mmoe_jax.data.parquet_input import load_parquet
+    data = load_parquet(paths, data_config, config.feature_configs, cache_dir, log=log,
+                        check=check)
   else:
     from mmoe_jax.data.csv_input import load_csv
     data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
+  if data_config.input_type != 'TFDSInput':
+    from mmoe_jax.data import signals
+    data = signals.attach(data, paths, config, log=log)  # sample weights, masks, sessions
   if not data.num_rows:
     skipped = (f'; all {data.skipped_rows} rows were malformed and skipped (ignore_error)'
                if data.skipped_rows else '')
@@ -117,17 +128,32 @@ def load(paths, config, log=print, field='input path', check_labels=True):
   return data
 
 
+def raw_columns(paths, data_config, columns):
+  """(files, {column: its raw cells over every file of `paths`, in row order}) of CSV or
+  Parquet input: the input columns read beside the cache (data/signals.py, data/groups.py)."""
+  if data_config.input_type == 'ParquetInput':
+    from mmoe_jax.data.parquet_input import raw_columns as read
+  else:
+    from mmoe_jax.data.csv_input import raw_columns as read
+  from mmoe_jax.data.csv_input import expand_paths
+  files = expand_paths(paths)
+  per_file = [read(path, data_config, columns) for path in files]
+  return files, {c: pa.chunked_array([chunk for f in per_file for chunk in f[c].chunks],
+                                     per_file[0][c].type) for c in columns}
+
+
 def label_errors(config, data):
   """The first label outside its tower's classes, as (row, message), or None.
 
   A CLASSIFICATION tower with num_class 1 takes labels 0 and 1; with num_class K, the
-  integers 0 .. K-1. EasyRec checks neither: its sigmoid cross entropy takes any number
-  (its AUC counts every non-zero label as positive), and its sparse softmax cross entropy
-  fails on CPU and gives NaN on GPU for a class out of range. L2_LOSS labels are any number.
+  integers 0 .. K-1; a JRC_LOSS tower (num_class 2) 0 and 1. EasyRec checks neither: its
+  sigmoid cross entropy takes any number (its AUC counts every non-zero label as positive),
+  and its sparse softmax cross entropy fails on CPU and gives NaN on GPU for a class out of
+  range. The labels of the other loss types are any number.
   """
   from mmoe_jax.config import task_towers  # config imports data (synthetic) lazily too
   for tower in task_towers(config.model_config):
-    if tower.loss_type != 'CLASSIFICATION':
+    if tower.loss_type not in ('CLASSIFICATION', 'JRC_LOSS'):
       continue
     labels = np.asarray(data.labels[tower.label_name])
     classes = max(tower.num_class, 2)

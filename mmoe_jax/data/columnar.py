@@ -5,34 +5,49 @@ the config uses; `transform_table` applies the feature transforms (features.py) 
 `load_or_build` keeps the result under cache_dir/<key>/, so later runs only memory-map it.
 """
 import concurrent.futures
+import ctypes
 import dataclasses
 import functools
+import io
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from typing import Callable, NamedTuple
 
 import numpy as np
+import pyarrow as pa
 
 from mmoe_jax.data import features
 
 
 @dataclasses.dataclass
 class ColumnarData:
-  """Rows of one or more files as arrays (read-only memory maps of the cache for one file)."""
+  """Rows of one or more files as arrays: read-only memory maps of one file's cache, or Rows
+  over several files' maps."""
   features: dict[str, np.ndarray]  # keyed by feature_name; [N] or [N, L] (TagFeature)
   labels: dict[str, np.ndarray]  # keyed by label field name; float32 [N]
   num_rows: int
   skipped_rows: int  # malformed rows skipped under ignore_error
+  # keyed by input field name: int32 [N] group code of each row's raw value, for eval metrics
+  # grouped by a field (gauc, session_auc); filled by data/groups.py, not cached
+  groups: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   def take(self, idx: np.ndarray) -> 'ColumnarData':
     """Rows `idx` (in that order), e.g. one batch; skipped_rows is kept from the source."""
     return ColumnarData(
         features={k: np.asarray(v[idx]) for k, v in self.features.items()},
         labels={k: np.asarray(v[idx]) for k, v in self.labels.items()},
-        num_rows=len(idx), skipped_rows=self.skipped_rows)
+        num_rows=len(idx), skipped_rows=self.skipped_rows,
+        groups={k: v[idx] for k, v in self.groups.items()})
+
+  def arrays(self) -> dict:
+    """{'features', 'labels'} as numpy arrays, every row in memory (to put on a device)."""
+    return dict(features={k: np.asarray(v) for k, v in self.features.items()},
+                labels={k: np.asarray(v) for k, v in self.labels.items()})
 
 
 def plain(x):
@@ -48,6 +63,44 @@ def parallel(fn, items) -> list:
   """[fn(x) for x in items] on all cores: pyarrow compute, numpy and file writes release the GIL."""
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     return list(pool.map(fn, items))
+
+
+def prefetch(iterator, size=2):
+  """Yields the items of `iterator`, produced by a background thread up to `size` ahead: a
+  file's next record batch is read (pyarrow releases the GIL) while this one is transformed.
+  An exception in the reader is raised here, after the items before it."""
+  items = queue.Queue(maxsize=size)
+  stop = threading.Event()
+  done = object()
+
+  def produce():
+    try:
+      for item in iterator:
+        while not stop.is_set():
+          try:
+            items.put((item, None), timeout=0.1)
+            break
+          except queue.Full:
+            pass
+        if stop.is_set():
+          return
+      items.put((done, None))
+    except BaseException as e:  # pylint: disable=broad-except
+      items.put((done, e))
+
+  thread = threading.Thread(target=produce, daemon=True, name='mmoe_jax-read')
+  thread.start()
+  try:
+    while True:
+      item, error = items.get()
+      if error is not None:
+        raise error
+      if item is done:
+        return
+      yield item
+  finally:
+    stop.set()
+    thread.join()
 
 
 def fields_and_columns(data_config, feature_configs):
@@ -121,25 +174,77 @@ def transform_table(table, data_config, feature_configs):
   return feats, labels, bad_jobs
 
 
+def transform_batch(batch, data_config, feature_configs, where, first_row=0):
+  """The features and labels of one record batch of a file, rows with bad values dropped
+  under ignore_error: (features, labels, number of rows dropped).
+
+  Without ignore_error a bad value raises ValueError naming `where(row)` (the file and line
+  or row of the batch's row `first_row + row`), the column and the value.
+  """
+  feats, labels, bad_jobs = transform_table(batch, data_config, feature_configs)
+  if not bad_jobs:
+    return feats, labels, 0
+  bad = np.logical_or.reduce([mask for mask, _ in bad_jobs])
+  if not data_config.ignore_error:
+    row = int(np.argmax(bad))
+    job = next(job for mask, job in bad_jobs if mask[row])
+    value = batch[job.column][row].as_py()
+    value = value.decode(errors='replace') if isinstance(value, bytes) else value
+    raise ValueError(f'{where(first_row + row)}: column {job.column!r} ({job.desc}): '
+                     f'{value!r} is not {job.expected}')
+  keep = ~bad
+  feats = {k: v[keep] for k, v in feats.items()}
+  labels = {k: v[keep] for k, v in labels.items()}
+  # Dropping rows may have dropped the longest tag list; keep L = max token count (>= 1).
+  for k, v in feats.items():
+    if _is_tags(v):
+      feats[k] = v[:, :max(1, int((v >= 0).sum(1).max(initial=0)))]
+  return feats, labels, int(bad.sum())
+
+
 def load_or_build(entry, build, source, log):
   """The cache entry directory `entry` as ColumnarData, running `build` first if missing.
 
   build() -> (features, labels, num_rows, skipped_rows). `source` names the input in logs.
   """
+  def chunks():
+    feats, labels, _, skipped = build()
+    yield feats, labels, skipped
+  return load_or_build_chunks(entry, chunks, source, log)
+
+
+def load_or_build_chunks(entry, chunks, source, log):
+  """The cache entry directory `entry` as ColumnarData, writing it from `chunks()` first if
+  missing.
+
+  chunks() yields (features, labels, skipped_rows) of consecutive row ranges, e.g. the record
+  batches of a streamed file: each array is appended to its .npy file as it comes (the header,
+  which needs the row count, is written last), so a build holds one chunk in memory, not the
+  file. Tag arrays ([N, L] int) are padded with -1 to the widest chunk's L, as a whole-file
+  read makes them.
+  """
   if os.path.exists(os.path.join(entry, 'meta.json')):
     log(f'{source}: cache hit {entry}')
   else:
     start = time.time()
-    feats, labels, num_rows, skipped = build()
     # Write into a temp dir and rename it into place, so an interrupted build never leaves a
     # half-written entry that a later run would take for a cache hit.
     tmp = tempfile.mkdtemp(prefix='.tmp-', dir=os.path.dirname(entry))
     try:
+      num_rows, skipped, names, outputs = 0, 0, None, None
+      for feats, labels, chunk_skipped in chunks():
+        skipped += chunk_skipped
+        arrays = [*feats.values(), *labels.values()]
+        if names is None:
+          names = (list(feats), list(labels))
+          files = [f'feature{i}.npy' for i in range(len(feats))]
+          files += [f'label{i}.npy' for i in range(len(labels))]
+          outputs = [_NpyWriter(os.path.join(tmp, f)) for f in files]
+        num_rows += len(arrays[0]) if arrays else 0
+        parallel(lambda w: w[0].append(w[1]), list(zip(outputs, arrays)))
+      parallel(lambda w: w.close(), outputs)
       meta = dict(num_rows=num_rows, skipped_rows=skipped, source=source,
-                  features=list(feats), labels=list(labels))
-      files = [(f'feature{i}.npy', v) for i, v in enumerate(feats.values())]
-      files += [(f'label{i}.npy', v) for i, v in enumerate(labels.values())]
-      parallel(lambda f: np.save(os.path.join(tmp, f[0]), f[1]), files)
+                  features=names[0], labels=names[1])
       with open(os.path.join(tmp, 'meta.json'), 'w') as f:
         json.dump(meta, f)
       try:
@@ -149,8 +254,11 @@ def load_or_build(entry, build, source, log):
           raise
         # Another process built the same entry meanwhile; its content is identical.
     finally:
+      for w in outputs or ():
+        w.file.close()
       shutil.rmtree(tmp, ignore_errors=True)
     log(f'{source}: built cache {entry} ({num_rows} rows, {time.time() - start:.1f}s)')
+    release_heap()
 
   with open(os.path.join(entry, 'meta.json')) as f:
     meta = json.load(f)
@@ -164,21 +272,134 @@ def load_or_build(entry, build, source, log):
   return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'])
 
 
+def release_heap():
+  """Returns the build's freed temporaries to the OS (pyarrow's memory pool, then the C
+  heap), so that they do not count against the training that follows in the same process.
+  glibc's malloc_trim is a hint; elsewhere the heap is left as it is."""
+  pa.default_memory_pool().release_unused()
+  try:
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
+
+
+class _NpyWriter:
+  """One array of a cache entry, written chunk by chunk as a .npy file: the rows go after a
+  header-sized gap, and `close` fills in the header once the row count is known. Tag arrays
+  whose chunks differ in width are rewritten once, padded with -1 to the widest."""
+
+  HEADER = 128  # the .npy 1.0 header of any [N] or [N, K] array, padded to 64-byte alignment
+
+  def __init__(self, path):
+    self.path, self.file = path, open(path, 'wb')
+    self.file.write(b'\0' * self.HEADER)
+    self.dtype, self.shapes = None, []
+
+  def append(self, values):
+    _append(self.file, np.ascontiguousarray(values))
+    self.dtype = values.dtype
+    self.shapes.append(values.shape)
+
+  def close(self):
+    self.file.close()
+    rows = sum(shape[0] for shape in self.shapes)
+    trailing = {shape[1:] for shape in self.shapes}
+    if len(trailing) > 1:  # tags of different widths
+      self._pad(rows, max(trailing))
+      return
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, dict(
+        descr=np.lib.format.dtype_to_descr(self.dtype), fortran_order=False,
+        shape=(rows,) + trailing.pop()))
+    assert len(header.getvalue()) == self.HEADER, header.getvalue()
+    with open(self.path, 'r+b') as f:
+      f.write(header.getvalue())
+
+  def _pad(self, rows, trailing):
+    raw = np.memmap(self.path, self.dtype, 'r', offset=self.HEADER)
+    padded = self.path + '.padded'
+    out = np.lib.format.open_memmap(padded, 'w+', self.dtype, (rows,) + trailing)
+    row = offset = 0
+    for shape in self.shapes:
+      size = int(np.prod(shape))
+      out[row:row + shape[0], shape[1]:] = -1
+      out[row:row + shape[0], :shape[1]] = raw[offset:offset + size].reshape(shape)
+      row, offset = row + shape[0], offset + size
+    out.flush()
+    del out, raw
+    os.replace(padded, self.path)
+
+
+def _append(file, values):
+  values.tofile(file)
+
+
+def _is_tags(v):
+  """A TagFeature's [N, L] ids (padded with -1), not a RawFeature's [N, D] vectors."""
+  return v.ndim == 2 and v.dtype.kind == 'i'
+
+
+class Rows:
+  """The rows of several arrays (one per file, memory maps of their caches) as one array,
+  without copying them: indexing with row numbers gathers from each part directly, so a
+  dataset of many files costs no more host memory than its batches.
+
+  Tag arrays ([N, L] int) read as padded with -1 to the widest part's L. np.asarray(rows)
+  materialises every row (device-resident input, metrics over all eval labels).
+  """
+
+  def __init__(self, parts):
+    self.parts = parts
+    self.starts = np.cumsum([0] + [len(p) for p in parts])
+    width = max(p.shape[1] for p in parts) if _is_tags(parts[0]) else None
+    self.shape = (int(self.starts[-1]),) + ((width,) if width else parts[0].shape[1:])
+    self.dtype, self.ndim = parts[0].dtype, parts[0].ndim
+    self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+  def __len__(self):
+    return self.shape[0]
+
+  def __getitem__(self, idx):
+    if isinstance(idx, slice) and idx.step in (None, 1):  # contiguous: a slice of each part
+      start, stop, _ = idx.indices(len(self))
+      return np.concatenate([self._slice(p, start, stop) for p in range(len(self.parts))
+                             if self.starts[p] < stop and start < self.starts[p + 1]]
+                            or [np.empty((0,) + self.shape[1:], self.dtype)])
+    idx = np.arange(*idx.indices(len(self))) if isinstance(idx, slice) else np.asarray(idx)
+    out = np.empty(idx.shape + self.shape[1:], self.dtype)
+    part = np.searchsorted(self.starts, idx, side='right') - 1
+    for p in np.unique(part):
+      sel = part == p
+      rows = self.parts[p][idx[sel] - self.starts[p]]
+      if rows.ndim == 2 and rows.shape[1] < out.shape[1]:
+        rows = _pad_tags(rows, out.shape[1])
+      out[sel] = rows
+    return out
+
+  def _slice(self, p, start, stop):
+    rows = self.parts[p][max(start - self.starts[p], 0):stop - self.starts[p]]
+    return _pad_tags(rows, self.shape[1]) if _is_tags(rows) else np.asarray(rows)
+
+  def __array__(self, dtype=None, copy=None):
+    out = self[:]
+    return out if dtype is None else out.astype(dtype)
+
+  def astype(self, dtype):
+    return self[:].astype(dtype)
+
+  def tolist(self):
+    return self[:].tolist()
+
+
 def _pad_tags(v: np.ndarray, width: int) -> np.ndarray:
   return np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=-1)
 
 
 def concat(parts: list[ColumnarData]) -> ColumnarData:
-  """Rows of all parts in order; tag arrays padded with -1 to the widest part's L."""
+  """Rows of all parts in order, as one index over the parts' arrays (Rows, no copy)."""
   if len(parts) == 1:
     return parts[0]
-  feats = {}
-  for k in parts[0].features:
-    arrays = [p.features[k] for p in parts]
-    if arrays[0].ndim == 2 and arrays[0].dtype.kind == 'i':  # tags, not raw vectors
-      width = max(a.shape[1] for a in arrays)
-      arrays = [_pad_tags(a, width) for a in arrays]
-    feats[k] = np.concatenate(arrays)
-  labels = {k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels}
+  feats = {k: Rows([p.features[k] for p in parts]) for k in parts[0].features}
+  labels = {k: Rows([p.labels[k] for p in parts]) for k in parts[0].labels}
   return ColumnarData(feats, labels, sum(p.num_rows for p in parts),
                       sum(p.skipped_rows for p in parts))

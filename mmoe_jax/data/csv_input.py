@@ -1,10 +1,10 @@
 """EasyRec CSV input -> columnar arrays, parsed and transformed once per (file, config).
 
-Each file is read with pyarrow.csv (columns in data_config.input_fields order, as in EasyRec's
-CSVInput), its columns are transformed by `features` in parallel threads, and the arrays are
-cached (columnar.py) as one .npy each under cache_dir/<sha1 of file identity + config>/. Later
-runs load the cache. Peak memory while building is about the file's parsed columns plus its
-output arrays.
+Each file is read with pyarrow's streaming CSV reader (columns in data_config.input_fields
+order, as in EasyRec's CSVInput), one block at a time; each block's columns are transformed by
+`features` in parallel threads, and the arrays are cached (columnar.py) as one .npy each under
+cache_dir/<sha1 of file identity + config>/. Later runs load the cache. Peak memory while
+building is a few blocks' parsed columns and outputs, not the file's.
 """
 import csv
 import glob
@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -21,12 +20,12 @@ from mmoe_jax.data.columnar import ColumnarData
 
 # Part of the cache key: bump when the transforms change meaning, so old caches are rebuilt.
 _CACHE_VERSION = 2  # 2: EasyRec missing-id rules, non-finite numbers are bad
-# CSV bytes per parsed block: the features are transformed block by block (see
-# features._per_chunk), so this trades per-call overhead against temporary memory.
+# CSV bytes per parsed block: the file is read, transformed and saved block by block, so this
+# trades per-call overhead against memory (a few blocks are in flight).
 _BLOCK_BYTES = 16 << 20
 
 
-def _expand_paths(paths: str) -> list[str]:
+def expand_paths(paths: str) -> list[str]:
   """EasyRec-style 'a.csv,dir/*.csv' -> files in the given order, each glob sorted."""
   files = []
   for pattern in (p.strip() for p in paths.split(',')):
@@ -77,11 +76,15 @@ def _row_line(path, data_config, row):
   raise AssertionError(f'{path}: row {row} not found')
 
 
-def _read_table(path, data_config, columns):
-  """pyarrow parse (used columns as raw bytes): (table, rows dropped for a bad column count)."""
+def _read_batches(path, data_config, columns):
+  """pyarrow's streaming parse (used columns as raw bytes): yields (record batch, rows
+  dropped for a bad column count), one parse block at a time, so memory holds a few blocks,
+  not the file."""
   names = [f.input_name for f in data_config.input_fields]
+  empty = pa.record_batch([pa.array([], pa.binary()) for _ in columns], names=columns)
   if os.path.getsize(path) == 0:  # pyarrow refuses an empty file; it is just zero rows
-    return pa.table({c: pa.array([], pa.binary()) for c in columns}), 0
+    yield empty, 0
+    return
   dropped = []
 
   def on_invalid_row(row):
@@ -91,7 +94,7 @@ def _read_table(path, data_config, columns):
     return 'skip' if data_config.ignore_error else 'error'
 
   try:
-    table = pacsv.read_csv(
+    reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(column_names=names,
                                        skip_rows=1 if data_config.with_header else 0,
@@ -101,45 +104,50 @@ def _read_table(path, data_config, columns):
         # binary, not string: skips UTF-8 validation (~15% of the parse); features hash bytes.
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.binary() for c in columns}, include_columns=columns))
+    got = False
+    for record_batch in reader:
+      got = True
+      yield record_batch, len(dropped)
+      dropped.clear()
+    if not got:  # a header only
+      yield empty, len(dropped)
   except pa.ArrowInvalid as e:
     raise ValueError(_first_bad_width_line(path, data_config) or f'{path}: {e}') from e
-  return table, len(dropped)
 
 
-def _build(path, data_config, feature_configs, log):
-  """Parses and transforms one file: (features, labels, num_rows, skipped_rows)."""
+def raw_columns(path, data_config, columns):
+  """The raw cells of input `columns` of one CSV file, as pa.binary() chunked arrays (one
+  chunk per parse block), for the columns read beside the cache (sample weights, task-space
+  masks, session and group ids). Rows dropped for a bad column count (ignore_error) are not
+  in them."""
+  batches = [batch for batch, _ in _read_batches(path, data_config, columns)]
+  return {c: pa.chunked_array([b[c] for b in batches], pa.binary()) for c in columns}
+
+
+def _chunks(path, data_config, feature_configs, log):
+  """Parses and transforms one file batch by batch: yields (features, labels, skipped_rows)
+  of each parse block. A bad value's error names the file and line."""
   _, columns = columnar.fields_and_columns(data_config, feature_configs)
-  table, skipped = _read_table(path, data_config, columns)
-  feats, labels, bad_jobs = columnar.transform_table(table, data_config, feature_configs)
-  num_rows = table.num_rows
-  if bad_jobs:
-    bad = np.logical_or.reduce([mask for mask, _ in bad_jobs])
-    if not data_config.ignore_error:
-      row = int(np.argmax(bad))
-      job = next(job for mask, job in bad_jobs if mask[row])
-      value = table[job.column][row].as_py().decode(errors='replace')
-      raise ValueError(f'{path}:{_row_line(path, data_config, row)}: column {job.column!r} '
-                       f'({job.desc}): {value!r} is not {job.expected}')
-    keep = ~bad
-    num_rows -= int(bad.sum())
-    skipped += int(bad.sum())
-    feats = {k: v[keep] for k, v in feats.items()}
-    labels = {k: v[keep] for k, v in labels.items()}
-    # Dropping rows may have dropped the longest tag list; keep L = max token count (>= 1).
-    for k, v in feats.items():
-      if v.ndim == 2 and v.dtype.kind == 'i':
-        feats[k] = v[:, :max(1, int((v >= 0).sum(1).max(initial=0)))]
+  where = _where(path, data_config)
+  skipped = rows = 0
+  for batch, dropped in columnar.prefetch(_read_batches(path, data_config, columns)):
+    feats, labels, bad = columnar.transform_batch(batch, data_config, feature_configs, where,
+                                                  rows)
+    rows += batch.num_rows
+    skipped += bad + dropped
+    yield feats, labels, bad + dropped
   if skipped:
     log(f'{path}: skipped {skipped} malformed rows (ignore_error)')
-  return feats, labels, num_rows, skipped
 
 
-def _load_file(path, data_config, feature_configs, cache_dir, log, check):
-  """One file's arrays from its cache entry, building the entry first if missing; then
-  `check` (see load_csv), on every load: what it checks may change without the cache key."""
+def load_file(path, data_config, feature_configs, cache_dir, log, check, chunks, where):
+  """One file's arrays from its cache entry (CSV or Parquet), building the entry first from
+  `chunks(path, data_config, feature_configs, log)` if missing; then `check` (see load_csv),
+  on every load: what it checks may change without the cache key. `where(path, row)` names
+  a data row in errors."""
   entry = os.path.join(cache_dir, _cache_key(path, data_config, feature_configs))
-  data = columnar.load_or_build(
-      entry, lambda: _build(path, data_config, feature_configs, log), path, log)
+  data = columnar.load_or_build_chunks(
+      entry, lambda: chunks(path, data_config, feature_configs, log), path, log)
   if not data.num_rows:
     log(f'{path}: no data rows')
   found = check(data) if check else None
@@ -148,8 +156,13 @@ def _load_file(path, data_config, feature_configs, cache_dir, log, check):
     if data.skipped_rows:  # the kept rows no longer map to lines without a re-parse
       raise ValueError(f'{path}: data row {row + 1} of those kept after skipping '
                        f'{data.skipped_rows} malformed rows: {message}')
-    raise ValueError(f'{path}:{_row_line(path, data_config, row)}: {message}')
+    raise ValueError(f'{where(path, row)}: {message}')
   return data
+
+
+def _where(path, data_config):
+  """'file:line' of a data row (0-based), for error messages."""
+  return lambda row: f'{path}:{_row_line(path, data_config, row)}'
 
 
 def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print,
@@ -178,5 +191,6 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
     raise ValueError(f'data_config.separator must be one character, got '
                      f'{data_config.separator!r}')
   os.makedirs(cache_dir, exist_ok=True)
-  return columnar.concat([_load_file(p, data_config, feature_configs, cache_dir, log, check)
-                          for p in _expand_paths(paths)])
+  where = lambda path, row: _where(path, data_config)(row)
+  return columnar.concat([load_file(p, data_config, feature_configs, cache_dir, log, check,
+                                    _chunks, where) for p in expand_paths(paths)])

@@ -141,10 +141,11 @@ class BlockSpec:
   """One backbone block as plain values: the module to build and what it reads.
 
   An input-layer block reads the feature group `group`; any other block reads `inputs`,
-  pairs of (block name, input_slice), merged as EasyRec merges them.
+  pairs of (block name, input_slice), merged as EasyRec merges them. A block with no
+  module is EasyRec's block with no layer: its output is its merged inputs.
   """
   name: str
-  module: type  # InputLayer, or the module of a registered layer
+  module: type | None  # InputLayer, the module of a registered layer, or None (identity)
   fields: tuple[tuple[str, Any], ...] = ()  # the module's fields
   group: str = ''
   inputs: tuple[tuple[str, str], ...] = ()
@@ -177,14 +178,14 @@ class Backbone(nn.Module):
     """groups: feature group name -> list of [B, D_f]. Returns (output, aux by block name)."""
     outputs, aux = {}, {}
     for block in self.blocks:
-      layer = block.module(**dict(block.fields), name=block.name)
+      layer = block.module and block.module(**dict(block.fields), name=block.name)
       if block.group:
         out = layer(groups[block.group], train=train)
       else:
         inputs = [select(outputs[name], input_slice) for name, input_slice in block.inputs]
         if not block.merge_inputs_into_list:
           inputs = merge_inputs(inputs, block.input_concat_axis)
-        out = layer(inputs, train=train)
+        out = layer(inputs, train=train) if layer else inputs
         if block.aux:
           out, aux[block.name] = out
       outputs[block.name] = out
@@ -206,7 +207,8 @@ class MultiTaskModel(nn.Module):
   count); a tensor goes to every tower. Towers, outputs and losses are the built-in
   MMoE's. Returns (logits, aux) as the built-in MMoE: aux['embedding_l2'], and
   aux['gate_weights'] of every gated layer, by tower name where the layer's outputs
-  are the towers' inputs, else by '<block>/<task index>'.
+  are the towers' inputs, else by '<block>/<task index>', and a layer's shared gate (a CGC
+  layer but the last) by '<block>/share'.
   """
   features: tuple[FeatureSpec, ...]  # every feature an input layer reads, once
   feature_groups: tuple[tuple[str, tuple[str, ...]], ...]  # (group name, feature names)
@@ -228,5 +230,7 @@ class MultiTaskModel(nn.Module):
       for k, weights in enumerate(values.get('gate_weights', ())):
         key = towers[k].tower_name if block == self.backbone.output_block else f'{block}/{k}'
         gate_weights[key] = weights
+      if 'share_gate_weights' in values:
+        gate_weights[f'{block}/share'] = values['share_gate_weights']
     return logits, dict(gate_weights=gate_weights,
                         embedding_l2=embedding_l2(embedded, self.features))

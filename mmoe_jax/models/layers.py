@@ -9,6 +9,7 @@ import jax.numpy as jnp
 ACTIVATIONS = {
     'relu': nn.relu, 'sigmoid': nn.sigmoid, 'tanh': jnp.tanh, 'elu': nn.elu, 'selu': nn.selu,
     'gelu': nn.gelu, 'swish': nn.swish, 'leaky_relu': nn.leaky_relu, 'linear': lambda x: x,
+    'dice': None,  # the module Dice, with parameters: Dnn builds it
 }
 
 # Kernel initializers by their Keras names (EasyRec's MLP.initializer). The normal ones are
@@ -99,6 +100,28 @@ def batch_norm(x, train, stacked=False, name=None):
                    bias_init=declared(nn.initializers.zeros, axes), name=name)(x)
 
 
+class Dice(nn.Module):
+  """DIN's dice activation, as EasyRec's (utils/activation.py): p * x + alpha * (1 - p) * x
+  with p = sigmoid(BN(x)).
+
+  alpha: one trainable value per unit (per expert and unit when `stacked`), initialised to
+  0; not a kernel, so not L2-regularised. BN: its own batch norm without scale or offset,
+  epsilon 1e-9, momentum 0.99 (TF's default); batch statistics when training, else the
+  moving ones in batch_stats.
+  """
+  stacked: bool = False  # [B, E, H]: alpha and statistics per expert and unit
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    axes = (EXPERT,) + UNITS if self.stacked else UNITS
+    alpha = self.param('alpha', declared(nn.initializers.zeros, axes), x.shape[1:], jnp.float32)
+    normed = BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-9,
+                       use_bias=False, use_scale=False, axes=axes,
+                       axis=(-2, -1) if self.stacked else -1, name='bn')(x)
+    p = nn.sigmoid(normed)
+    return p * x + alpha.astype(x.dtype) * (1 - p) * x
+
+
 class StackedDense(nn.Module):
   """`num_expert` independent dense layers applied as one einsum.
 
@@ -153,7 +176,10 @@ class Dnn(nn.Module):
         x = dense(units, f'dnn_{i}', kernel_init(s.initializer), use_bias)(x)
       if use_bn and not s.use_bn_after_activation:
         x = batch_norm(x, train, stacked, name=f'bn_{i}')
-      x = ACTIVATIONS[activation](x)
+      if activation == 'dice':  # a layer with its own parameters and statistics
+        x = Dice(stacked, name=f'act_{i}')(x, train=train)
+      else:
+        x = ACTIVATIONS[activation](x)
       if use_bn and s.use_bn_after_activation:
         x = batch_norm(x, train, stacked, name=f'bn_{i}')
       if i < len(dropout) and dropout[i] > 0:

@@ -14,34 +14,46 @@ from mmoe_jax.models.layers import Dnn, DnnSpec, dense, gate, mix
 class TowerSpec:
   tower_name: str
   num_class: int = 1
-  loss_type: str = 'CLASSIFICATION'  # or 'L2_LOSS'; decides the output names
+  loss_type: str = 'CLASSIFICATION'  # decides the output names (head)
   dnn: DnnSpec = DnnSpec()
 
 
 def predictions(logits, towers):
-  """EasyRec's output dict (rank_model.py `_output_to_prediction_impl`), keys suffixed _<t>:
+  """EasyRec's output dict (rank_model.py `_output_to_prediction_impl`): each tower's head."""
+  out = {}
+  for tower in towers:
+    out.update(head(tower.loss_type, tower.tower_name, logits[tower.tower_name]))
+  return out
 
-    L2_LOSS:                      y_<t> = logits [B]
-    CLASSIFICATION, num_class 1:  logits_<t> [B], probs_<t> = sigmoid [B]
+
+def head(loss_type, t, z):
+  """The outputs of loss type `loss_type` on tower t's output z, keys suffixed _<t>:
+
+    L2_LOSS:                      y_<t> = z [B]
+    SIGMOID_L2_LOSS:              y_<t> = sigmoid(z) [B]
+    JRC_LOSS (num_class 2):       logits_<t> [B, 2], pos_logits_<t> = z[:, 1],
+                                  probs_<t> = softmax(z)[:, 1] [B]
+    num_class 1, any other type:  logits_<t> [B], probs_<t> = sigmoid [B]
     CLASSIFICATION, num_class C:  logits_<t> [B, C], probs_<t> = softmax [B, C],
                                   logits_<t>_1 / probs_<t>_1: column 1 of each [B],
                                   logits_<t>_y / probs_<t>_y: the row max of each [B],
                                   y_<t>: the argmax class, int32 [B] (int64 in EasyRec).
+  A tower with several losses has the union of their heads.
   """
-  out = {}
-  for tower in towers:
-    t, z = tower.tower_name, logits[tower.tower_name]
-    if tower.loss_type == 'L2_LOSS':
-      out[f'y_{t}'] = z
-    elif tower.num_class == 1:
-      out[f'logits_{t}'], out[f'probs_{t}'] = z, nn.sigmoid(z)
-    else:
-      probs = nn.softmax(z, axis=-1)
-      out.update({f'logits_{t}': z, f'probs_{t}': probs,
-                  f'logits_{t}_1': z[:, 1], f'probs_{t}_1': probs[:, 1],
-                  f'logits_{t}_y': z.max(axis=-1), f'probs_{t}_y': probs.max(axis=-1),
-                  f'y_{t}': jnp.argmax(z, axis=-1)})
-  return out
+  if loss_type == 'L2_LOSS':
+    return {f'y_{t}': z}
+  if loss_type == 'SIGMOID_L2_LOSS':
+    return {f'y_{t}': nn.sigmoid(z)}
+  if loss_type == 'JRC_LOSS':
+    return {f'logits_{t}': z, f'pos_logits_{t}': z[:, 1],
+            f'probs_{t}': nn.softmax(z, axis=-1)[:, 1]}
+  if z.ndim == 1:
+    return {f'logits_{t}': z, f'probs_{t}': nn.sigmoid(z)}
+  probs = nn.softmax(z, axis=-1)
+  return {f'logits_{t}': z, f'probs_{t}': probs,
+          f'logits_{t}_1': z[:, 1], f'probs_{t}_1': probs[:, 1],
+          f'logits_{t}_y': z.max(axis=-1), f'probs_{t}_y': probs.max(axis=-1),
+          f'y_{t}': jnp.argmax(z, axis=-1)}
 
 
 class ExpertList(nn.Module):

@@ -22,14 +22,16 @@ class ExtractionSpec:
   share_expert_net: DnnSpec = DnnSpec()  # read only when share_num > 0
 
 
-class ExtractionNetwork(nn.Module):
-  """One extraction network (a CGC layer), as EasyRec wires it.
+def extract(spec, tower_names, final, task_inputs, shared, train):
+  """One extraction network (a CGC layer), as EasyRec wires it; call it inside a compact
+  module, whose submodules its experts and gates become (PLE's ExtractionNetwork, the
+  backbone's CGC layer).
 
   Per task t, `expert_num_per_task` experts read the task's input h_t; `share_num`
-  shared experts read the shared input s. Task t's gate reads h_t and mixes [its own
-  experts, the shared experts]. Unless `final`, a shared gate reads s and mixes [task
-  0's experts, task 1's, ..., the shared experts] into the next shared input; the last
-  layer has no shared gate (its shared experts still feed every task gate).
+  shared experts read the shared input s. Task t's gate (`gate_<tower>`) reads h_t and
+  mixes [its own experts, the shared experts]. Unless `final`, a shared gate reads s and
+  mixes [task 0's experts, task 1's, ..., the shared experts] into the next shared input;
+  the last layer has no shared gate (its shared experts still feed every task gate).
 
   Every task expert of every task is one slice of one stacked Dnn (expert t * n + k is
   task t's expert k), so a layer's task experts run as one einsum, its shared experts as
@@ -38,32 +40,37 @@ class ExtractionNetwork(nn.Module):
   Returns (task outputs [B, H] per task, the next shared input or None, gates by
   '<tower>' and 'share').
   """
+  n, s = spec.expert_num_per_task, spec.share_num
+  num_task = len(tower_names)
+  if all(h is task_inputs[0] for h in task_inputs):
+    expert_input = task_inputs[0]  # [B, D], read by every expert (the first layer)
+  else:  # expert t * n + k reads h_t: [B, T * n, D]
+    expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
+  task_experts = Dnn(spec.task_expert_net, num_task * n, name='task_expert_net')(
+      expert_input, train=train)  # [B, T * n, H]
+  shared_experts = (Dnn(spec.share_expert_net, s, name='share_expert_net')(
+      shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
+  outputs, gates = [], {}
+  for t, name in enumerate(tower_names):
+    gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
+    own = task_experts[:, t * n:(t + 1) * n]
+    outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
+  if final:
+    return outputs, None, gates
+  gates['share'] = gate(shared, num_task * n + s, 'gate_share')
+  every = jnp.concatenate([task_experts, shared_experts], axis=1)
+  return outputs, mix(gates['share'], every), gates
+
+
+class ExtractionNetwork(nn.Module):
+  """One extraction network of PLE, named `network_name`: `extract` over the towers."""
   spec: ExtractionSpec
   tower_names: tuple[str, ...]
   final: bool
 
   @nn.compact
   def __call__(self, task_inputs, shared, *, train: bool):
-    n, s = self.spec.expert_num_per_task, self.spec.share_num
-    num_task = len(self.tower_names)
-    if all(h is task_inputs[0] for h in task_inputs):
-      expert_input = task_inputs[0]  # [B, D], read by every expert (the first layer)
-    else:  # expert t * n + k reads h_t: [B, T * n, D]
-      expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
-    task_experts = Dnn(self.spec.task_expert_net, num_task * n, name='task_expert_net')(
-        expert_input, train=train)  # [B, T * n, H]
-    shared_experts = (Dnn(self.spec.share_expert_net, s, name='share_expert_net')(
-        shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
-    outputs, gates = [], {}
-    for t, name in enumerate(self.tower_names):
-      gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
-      own = task_experts[:, t * n:(t + 1) * n]
-      outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
-    if self.final:
-      return outputs, None, gates
-    gates['share'] = gate(shared, num_task * n + s, 'gate_share')
-    every = jnp.concatenate([task_experts, shared_experts], axis=1)
-    return outputs, mix(gates['share'], every), gates
+    return extract(self.spec, self.tower_names, self.final, task_inputs, shared, train)
 
 
 class PLE(nn.Module):

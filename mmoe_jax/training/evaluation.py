@@ -10,9 +10,12 @@ from jax.sharding import PartitionSpec as P
 
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
+from mmoe_jax import serving
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
-from mmoe_jax.training import run_dir
+from mmoe_jax.data.columnar import ColumnarData
+from mmoe_jax.data.groups import with_groups
+from mmoe_jax.training import exporter, run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
 from mmoe_jax.training.trainer import Trainer
@@ -50,40 +53,72 @@ def evaluate_checkpoint(config, input_path=None, use_given_config=False):
   return dict(step=int(state['step']), **result)
 
 
-def predict_checkpoint(config, input_path, use_given_config=False):
-  """Predictions of the latest checkpoint for every row of a CSV, in input order, with the
-  config model_dir records unless `use_given_config` (run_dir.config_of_checkpoint)."""
+def predict_checkpoint(config, input_path, use_given_config=False, checkpoint_path=None):
+  """Predictions of the latest checkpoint (or the one at checkpoint_path, see
+  checkpoint.locate) for every row of a CSV, in input order, with the config model_dir
+  records unless `use_given_config` (run_dir.config_of_checkpoint).
+
+  The CSV needs only the feature columns (serving.Inputs.read_csv: by name with a header,
+  else input_fields in order with or without the labels).
+  """
+  return predict_checkpoint_table(config, input_path, use_given_config, (),
+                                  checkpoint_path)[0]
+
+
+def predict_checkpoint_table(config, input_path, use_given_config=False, keep=(),
+                             checkpoint_path=None):
+  """predict_checkpoint, and the table of the columns read: the features and `keep`."""
   config = run_dir.config_of_checkpoint(validate(config), use_given_config)
-  # Labels are not read here, so they are not checked either.
-  rows = data_lib.load(input_path, config, log=log.info, check_labels=False)
+  if config.data_config.input_type == 'TFDSInput':
+    raise ValueError("data_config.input_type: 'TFDSInput'; predict.py reads CSV files in "
+                     "the config's columns (input_fields)")
+  inputs = serving.Inputs(exporter.input_manifest(config))
+  table = inputs.read_csv(input_path, keep)
+  if not table.num_rows:
+    raise ValueError(f'{input_path}: no data rows')
+  rows = ColumnarData(inputs.transform(table, input_path), {}, table.num_rows, 0)
   trainer = Trainer(config, example=batch(rows, np.arange(1)))
-  return predict_rows(trainer, restore_or_fail(config, trainer), rows)
+  return predict_rows(trainer, restore_or_fail(config, trainer, checkpoint_path), rows), table
 
 
-def write_predictions(predictions, path):
-  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out.
+def write_predictions(predictions, path, reserved=None, output_cols=None):
+  """Writes EasyRec's probs_/y_ outputs as CSV columns, logits_ left out, then the
+  `reserved` columns (a pyarrow table, e.g. ids) as they were read.
 
   A [N, C] output gives one column per class, probs_<t>_<k>; EasyRec's probs_<t>_1 is the
   same column as class 1's, so it is written once. A multi-class tower also gets
   probs_<t>_y (the top probability) and y_<t> (the top class, an integer).
+  output_cols: the columns to write, in that order (EasyRec's 'name type' items take the
+  name), instead of every probs_/y_ column.
   """
   import pyarrow as pa
   import pyarrow.csv as pa_csv
   columns = {}
   for name, value in predictions.items():
-    if name.startswith('logits_'):
-      continue
     if value.ndim == 1:
       columns[name] = value
     else:
       columns.update({f'{name}_{k}': value[:, k] for k in range(value.shape[1])})
+  if output_cols:
+    names = [c.split()[0] for c in output_cols]
+    unknown = [n for n in names if n not in columns]
+    if unknown:
+      raise ValueError(f'output_cols: no output {", ".join(map(repr, unknown))} (outputs: '
+                       f'{", ".join(columns)})')
+    columns = {n: columns[n] for n in names}
+  else:
+    columns = {k: v for k, v in columns.items() if not k.startswith('logits_')}
+  for name in (reserved.column_names if reserved is not None else ()):
+    columns[name] = reserved[name]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   pa_csv.write_csv(pa.table(columns), path)
 
 
 def load_eval(path, config):
-  """The eval rows of a file, limited as limit_eval says."""
-  return limit_eval(data_lib.load(path, config, log=log.info), config)
+  """The eval rows of a file, limited as limit_eval says, with the group codes of the fields
+  gauc / session_auc group by."""
+  rows = data_lib.load(path, config, log=log.info)
+  return limit_eval(with_groups(rows, path, config), config)
 
 
 def limit_eval(columns, config):
@@ -103,8 +138,10 @@ def eval_chunks(num_rows, eval_batch_size):
 
 
 def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE'):
-  """Each tower's metrics; oracle_auc_<tower> where the true probabilities are known.
-  ESMM's are its own (esmm_results).
+  """Each tower's metrics: its metrics_set (metrics.tower_metrics; gauc / session_auc read
+  columns.groups), logloss / normalized_entropy / calibration of a binary tower
+  (metrics.probability_metrics), and oracle_auc_<tower> where the true probabilities are
+  known. ESMM's are its own (esmm_results).
 
   `oracle` holds the true probability of every row of the eval file, by label name; it
   lines up with `columns` unless malformed rows were skipped.
@@ -117,7 +154,8 @@ def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE')
     return esmm_results(*towers, predictions, columns, oracle)
   result = {}
   for tower in towers:
-    result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels))
+    result.update(metrics_lib.tower_metrics(tower, predictions, columns.labels, columns.groups))
+    result.update(metrics_lib.probability_metrics(tower, predictions, columns.labels))
     if oracle is not None and tower.label_name in oracle:
       result[f'oracle_auc_{tower.tower_name}'] = metrics_lib.auc(
           columns.labels[tower.label_name], oracle[tower.label_name][:columns.num_rows])
@@ -125,12 +163,15 @@ def tower_results(towers, predictions, columns, oracle=None, model_class='MMoE')
 
 
 def esmm_results(cvr, ctr, predictions, columns, oracle=None):
-  """ESMM's metrics (metrics.esmm_metrics), and the oracle AUCs of the same targets where
-  the data knows P(cvr label | ctr label), keyed '<cvr label>|<ctr label>' (the embedded
-  data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
+  """ESMM's metrics (metrics.esmm_metrics) with the probability metrics of each of its
+  targets, and the oracle AUCs of the same targets where the data knows P(cvr label | ctr
+  label), keyed '<cvr label>|<ctr label>' (the embedded data does): oracle_auc_ctcvr on every row, oracle_auc_<cvr>_masked on the clicked rows,
   oracle_auc_<ctr>."""
   labels = columns.labels
-  result = metrics_lib.esmm_metrics(cvr, ctr, predictions, labels)
+  result = {}
+  for view in metrics_lib.esmm_views(cvr, ctr, predictions, labels, columns.groups):
+    result.update(metrics_lib.tower_metrics(*view))
+    result.update(metrics_lib.probability_metrics(*view[:3]))
   given = f'{cvr.label_name}|{ctr.label_name}'
   if oracle is None or ctr.label_name not in oracle:
     return result
@@ -145,3 +186,27 @@ def esmm_results(cvr, ctr, predictions, columns, oracle=None):
     result[f'oracle_auc_{cvr.tower_name}_masked'] = metrics_lib.auc(y_cvr[clicked],
                                                                     p_cvr[clicked])
   return result
+
+
+def recent_train_auc(trainer, state, train_data, sampler, step, rows):
+  """auc_<t> of each binary tower (ESMM: auc_ctcvr, auc_<cvr>_masked, auc_<ctr>) on the last
+  `rows` rows trained on before `step` (the latest batches of `sampler`, which must not be
+  the input pipeline's own), predicted with the current parameters.
+
+  The training loop's moving metric: one forward pass of `rows` rows per log line, on the
+  host's copy of the data, so the step itself never waits on it. Rows the model just fitted
+  score a little higher than unseen ones: compare it with the eval AUC for overfitting.
+  """
+  batches = min(step, -(-rows // sampler.batch_size))
+  idx = sampler.indices(step - batches, batches).reshape(-1)[-rows:]
+  columns = train_data.take(idx)
+  predictions = predict_rows(trainer, state, columns)
+  towers = trainer.towers
+  if trainer.config.model_config.model_class == 'ESMM':
+    views = [v[:3] for v in metrics_lib.esmm_views(*towers, predictions, columns.labels)]
+  else:
+    views = [(t, predictions, columns.labels) for t in towers]
+  return {f'auc_{t.tower_name}': metrics_lib.auc(labels[t.label_name],
+                                                  metrics_lib.binary_score(t, preds))
+          for t, preds, labels in views
+          if t.loss_type == 'CLASSIFICATION' and t.num_class <= 2}

@@ -14,6 +14,7 @@ the host memory): the rest is for parameters, optimizer state and activations.
 """
 
 import functools
+import logging
 import math
 import os
 import queue
@@ -81,10 +82,16 @@ def device_memory_bytes(device=None):
 
 
 def resolve_mode(input_mode, columns):
-  """data_config.input_mode with 'auto' resolved to 'device' or 'streaming'."""
+  """data_config.input_mode with 'auto' resolved to 'device' or 'streaming' (logged, with
+  the sizes that decided it)."""
   if input_mode != 'auto':
     return input_mode
-  return 'device' if nbytes(columns) <= device_memory_bytes() // 2 else 'streaming'
+  size, budget = nbytes(columns), device_memory_bytes() // 2
+  mode = 'device' if size <= budget else 'streaming'
+  logging.getLogger('mmoe_jax').info(
+      'input_mode auto: %s (the training cache takes %.2f GB; the device budget is %.2f GB, '
+      'half the device memory)', mode, size / 1e9, budget / 1e9)
+  return mode
 
 
 def steps_per_dispatch(train_config):
@@ -144,7 +151,7 @@ class DeviceResident:
     # Placed explicitly on the (one-device) mesh, the data once and the indices with each
     # dispatch: no implicit transfer (the tests run this under jax.transfer_guard).
     self.sharding = NamedSharding(trainer.mesh, P())
-    self.data = jax.device_put(dict(features=columns.features, labels=columns.labels),
+    self.data = jax.device_put(columns.arrays(),
                                self.sharding)
     step = lambda state, data, rows: trainer.step(state, gather(data, rows))
     self._run = jax.jit(functools.partial(scan_steps, step), donate_argnums=0)

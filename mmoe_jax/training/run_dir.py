@@ -49,6 +49,8 @@ RESUMABLE = (
     'eval_config.*',
     'data_config.eval_batch_size',
     'train_config.optimizer_config.*.learning_rate.*',
+    'export_config.*',  # what is exported and when training stops early
+    'train_config.fine_tune_*',  # read only by a run with no checkpoint yet
 )
 # Not compared: where the record lives (a moved directory is the same run).
 NOT_COMPARED = ('model_dir',)

@@ -15,7 +15,7 @@ from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
 from mmoe_jax.training import cadence as cadence_lib
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import evaluation, input_pipeline, run_dir, writers
+from mmoe_jax.training import evaluation, exporter, input_pipeline, run_dir, writers
 from mmoe_jax.training.input_pipeline import BatchSampler, batch
 from mmoe_jax.training.trainer import Trainer
 
@@ -51,13 +51,14 @@ def _train_and_evaluate(config):
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
   for line in trainer.layout():
     log.info('%s', line)
-  state = checkpoint_lib.restore(ckpt, trainer) or trainer.create_state()
+  state = checkpoint_lib.restore(ckpt, trainer) or _initial_state(trainer, config)
   state = run_dir.resume_learning_rate(state, config)
   start = int(state['step'])
   if start:
     log.info('resumed from %s at step %d', ckpt.directory, start)
   writer = writers.SummaryWriters(config.model_dir) if lead else None
   result = {}
+  exporters = exporter.Exporters(config, ckpt, lead)
   if eval_data is not None and _eval_missing(config.model_dir, start, lead):
     # Killed between this checkpoint and its evaluation: evaluate it now.
     log.info('evaluating the step-%d checkpoint, whose evaluation is missing', start)
@@ -67,7 +68,15 @@ def _train_and_evaluate(config):
   train_input = input_pipeline.make(config, trainer, train_data, sampler)
   log.info('input_mode %s', train_input.mode)
   cadence = cadence_lib.Cadence(config.train_config, num_steps)
+  if _early_stop(config, lead):  # a rerun of a run that stopped early stays stopped
+    num_steps = start
   divergence = cadence_lib.DivergenceWarning(trainer.towers, train_data.labels)
+  # The log line's train AUC: as many rows as one eval batch, so that it reuses the compiled
+  # eval prediction; its own sampler (a pure function of seed and step) is not shared with
+  # the input pipeline's threads.
+  recent = BatchSampler(train_data.num_rows, batch_size, config.seed, config.data_config.shuffle)
+  recent_rows = min(config.data_config.eval_batch_size,
+                    (train_data if eval_data is None else eval_data).num_rows)
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
                   disable=not lead)
@@ -84,7 +93,10 @@ def _train_and_evaluate(config):
       now = time.perf_counter()
       scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
-      last_time, last_step = now, done
+      scalars.update(evaluation.recent_train_auc(trainer, state, train_data, recent, done,
+                                                 recent_rows))
+      # examples/s counts training steps only
+      last_time, last_step = time.perf_counter(), done
       if lead:
         divergence.check(done, scalars['total_loss'])
         bar.write(f'step {done}: ' + ' '.join(f'{k}={v:.5g}' for k, v in scalars.items()),
@@ -95,6 +107,11 @@ def _train_and_evaluate(config):
       if eval_data is not None:
         result = _evaluate(trainer, state, eval_data, oracle, config, writer, done,
                            lambda line: bar.write(line, file=bar.fp))
+        exporters.after_eval(trainer, state, done, _history(config, done, result, lead))
+        if _early_stop(config, lead):
+          bar.write(f'early stop at step {done}: {exporter.stop_reason(config.export_config)}',
+                    file=bar.fp)
+          break
       last_time = time.perf_counter()  # examples/s counts training steps only
   train_input.close()
   bar.close()
@@ -103,7 +120,47 @@ def _train_and_evaluate(config):
     writer.close()
   if eval_data is not None and not result:  # a finished run, rerun: report it again
     result = evaluation.evaluate(trainer, state, eval_data, oracle)
-  return dict(step=int(state['step']), **result)
+  exporters.at_end(trainer, state)
+  return _report(config, int(state['step']), result, lead)
+
+
+def _initial_state(trainer, config):
+  """A fresh state, warm-started from train_config.fine_tune_checkpoint when set."""
+  state = trainer.create_state()
+  train = config.train_config
+  if train.fine_tune_checkpoint:
+    state = checkpoint_lib.warm_start(state, train.fine_tune_checkpoint,
+                                      train.fine_tune_optimizer_state)
+  return state
+
+
+def _history(config, step, result, lead):
+  """Every evaluation of the run so far, {step: metrics}, `step`'s being `result` (from
+  metrics.jsonl on process 0; the others hold only this one, which is all they use)."""
+  history = writers.eval_results(config.model_dir) if lead else {}
+  history[step] = result
+  return history
+
+
+def _early_stop(config, lead):
+  """Whether export_config's early stop says to stop now; every process gets process 0's
+  answer."""
+  stop = lead and exporter.should_stop(writers.eval_results(config.model_dir),
+                                       config.export_config)
+  if jax.process_count() > 1:
+    stop = bool(multihost_utils.broadcast_one_to_all(np.int32(stop)))
+  return stop
+
+
+def _report(config, step, result, lead):
+  """The final line: the last step's metrics, or with exporter_type 'best' the best
+  evaluation's; `checkpoint` says which (last or best), `checkpoint_step` its step."""
+  history = writers.eval_results(config.model_dir) if lead else {}
+  best = (exporter.best_step(history, config.export_config)
+          if config.export_config.exporter_type == 'best' and history else None)
+  if best is None:
+    return dict(step=step, **result, checkpoint='last', checkpoint_step=step)
+  return dict(step=step, **history[best], checkpoint='best', checkpoint_step=best)
 
 
 def _evaluate(trainer, state, eval_data, oracle, config, writer, step, write):

@@ -25,6 +25,11 @@ from mmoe_jax.training.schedules import base_learning_rate
 
 # EasyRec's summary name for the global norm of the gradients (before clipping).
 GRADIENT_NORM = 'global_norm/gradient_norm'
+# The params entry of the Uncertainty strategy's learnt scalars, {loss key: s} (EasyRec's
+# variables <loss key>_loss_weight); each declares logical axes () (a replicated scalar).
+LOSS_WEIGHT = 'loss_weight'
+# fold_in of the step's key that draws the Random strategy's weights (dropout uses the key)
+RANDOM_LOSS_WEIGHTS = 1
 
 
 class Trainer:
@@ -37,6 +42,10 @@ class Trainer:
     self.vocab_rows = {f.embedding_name: f.vocab_size for f in self.model.features
                        if f.vocab_size}
     self.towers = task_towers(config.model_config)
+    # How the task losses are weighted (ESMM's are its own); a key collision or a loss type
+    # that is not implemented is a ConfigError here.
+    self.loss_plan = (None if config.model_config.model_class == 'ESMM'
+                      else losses.LossPlan.of(config))
     self.l2_regularization = model_params(config.model_config).l2_regularization
     self.predictions = builder.predictions_fn(config)  # logits -> EasyRec's outputs
     self.dtype = builder.compute_dtype(config)
@@ -107,8 +116,15 @@ class Trainer:
                 nonfinite_step=jnp.full((), -1, jnp.int32), nonfinite=jnp.zeros((), jnp.int32))
 
   def _variables(self, key):
-    """model.init's variables, each boxed with its declared logical axes."""
-    return self.model.init({'params': key}, self.example['features'], train=False)
+    """model.init's variables, each boxed with its declared logical axes, and the learnt
+    loss weights (loss_weight_strategy Uncertainty), 0 at first as in EasyRec."""
+    variables = self.model.init({'params': key}, self.example['features'], train=False)
+    learnt = self.loss_plan.learnt_keys if self.loss_plan else ()
+    if learnt:
+      scalar = lambda: nn.LogicallyPartitioned(jnp.zeros((), jnp.float32), names=())
+      variables = dict(variables, params=dict(variables['params'],
+                                              **{LOSS_WEIGHT: {k: scalar() for k in learnt}}))
+    return variables
 
   def abstract_state(self):
     """Shapes, dtypes and shardings of the state: the target of a restore."""
@@ -127,7 +143,7 @@ class Trainer:
     # A lazy optimizer differentiates the looked-up vectors, not its tables (optimizer.py).
     dense, tables = self.optimizer.split(state['params'])
 
-    def loss_fn(dense, perturbations):
+    def terms_fn(dense, perturbations):
       params = self.optimizer.merge(dense, tables)
       variables = {'params': precision.compute_params(params, self.param_axes, self.dtype),
                    'batch_stats': state['batch_stats']}
@@ -136,15 +152,22 @@ class Trainer:
       (logits, aux), updated = self.model.apply(
           variables, batch['features'], train=True, mutable=['batch_stats'],
           rngs={'dropout': rng})
-      loss, terms = losses.total_loss(
+      _, terms = losses.total_loss(
           logits, aux, params, self.param_axes, batch['labels'], self.towers,
           self.l2_regularization, self.config.model_config.embedding_regularization,
-          self.config.model_config.model_class)
-      return loss, (terms, updated.get('batch_stats', {}))
+          self.config.model_config.model_class, plan=self.loss_plan,
+          rng=jax.random.fold_in(rng, RANDOM_LOSS_WEIGHTS), learnt=params.get(LOSS_WEIGHT))
+      return terms, updated.get('batch_stats', {})
 
-    (grads, lookup_grads), (terms, batch_stats) = jax.grad(
-        loss_fn, argnums=(0, 1), has_aux=True)(
-            dense, self.optimizer.perturbations(batch['features']))
+    perturbations = self.optimizer.perturbations(batch['features'])
+    if self.loss_plan and self.loss_plan.pareto:
+      (grads, lookup_grads), terms, batch_stats = self._pareto_gradients(
+          terms_fn, dense, perturbations)
+    else:
+      loss_fn = lambda *args: (lambda terms, stats: (terms['total_loss'], (terms, stats)))(
+          *terms_fn(*args))
+      (grads, lookup_grads), (terms, batch_stats) = jax.grad(
+          loss_fn, argnums=(0, 1), has_aux=True)(dense, perturbations)
     norm = self.optimizer.global_norm(grads, lookup_grads, state['params'], batch['features'])
     params, opt_state = self.optimizer.apply(grads, lookup_grads, state['opt_state'],
                                              state['params'], batch['features'],
@@ -162,6 +185,32 @@ class Trainer:
                      nonfinite=jnp.where(first, bits, state['nonfinite']))
     return new_state, dict(terms, **{GRADIENT_NORM: norm}, learning_rate=self.optimizer.rate(
         step, state['hparams']['learning_rate']))
+
+  def _pareto_gradients(self, terms_fn, dense, perturbations):
+    """use_pareto_loss_weight: the gradient of sum_k a_k L_k + regularization_loss, with a
+    the Pareto weights (losses.pareto_weights) of the task losses' gradients G_k over every
+    trainable value (dense parameters and looked-up embedding rows). One jacrev gives every
+    G_k; a is a constant (no gradient flows through it). Returns (grads, terms, batch_stats)
+    with each term and total_loss weighted by a, and a under loss_weight/<key>."""
+    keys = [term.key for term in self.loss_plan.terms]
+
+    def vector(*args):
+      terms, stats = terms_fn(*args)
+      return jnp.stack([terms[k] for k in keys] + [terms['regularization_loss']]), (terms, stats)
+
+    jacobian, (terms, batch_stats) = jax.jacrev(vector, argnums=(0, 1), has_aux=True)(
+        dense, perturbations)
+    rows = [leaf.reshape(leaf.shape[0], -1)[:-1] for leaf in jax.tree.leaves(jacobian)]
+    gram = sum(r.astype(jnp.float32) @ r.astype(jnp.float32).T for r in rows)
+    weights = jax.lax.stop_gradient(losses.pareto_weights(
+        gram, [term.min_weight for term in self.loss_plan.terms]))
+    coefficients = jnp.concatenate([weights, jnp.ones((1,), jnp.float32)])
+    grads = jax.tree.map(lambda j: jnp.tensordot(coefficients, j, axes=1).astype(j.dtype),
+                         jacobian)
+    terms = dict(terms, **{k: a * terms[k] for k, a in zip(keys, weights)})
+    terms['total_loss'] = sum(terms[k] for k in keys) + terms['regularization_loss']
+    terms.update({losses.WEIGHT_PREFIX + k: a for k, a in zip(keys, weights)})
+    return grads, terms, batch_stats
 
   def predict_fn(self, params, batch_stats, features):
     """The pure prediction function: EasyRec's output dict of one batch."""

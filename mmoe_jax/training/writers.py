@@ -28,6 +28,16 @@ def eval_steps(model_dir):
     return {json.loads(line)['step'] for line in f if line.strip()}
 
 
+def eval_results(model_dir):
+  """{step: metrics} of every evaluation metrics.jsonl holds."""
+  path = os.path.join(model_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  return {row.pop('step'): row for row in rows}
+
+
 class SummaryWriters:
   """TensorBoard event files: model_dir for training, model_dir/eval_val for evaluation."""
 
