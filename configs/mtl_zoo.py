@@ -22,24 +22,25 @@ Models (`model`):
   dbmtl              EasyRec's DBMTL: a bottom MLP, towers, and the second task's tower
                      reading the first's relation output
   esmm               EasyRec's ESMM (taobao only): pCTCVR = pCTR x pCVR
-  aitm               NOT YET: configs/aitm.py (another branch) was not on main when this
-                     study was written; it belongs beside esmm (taobao only), see TAOBAO.
+  aitm               EasyRec's AITM (configs/aitm.py; taobao only): a shared bottom, ctr and
+                     cvr tower MLPs, the cvr one attending to the ctr one's transfer
 
 Where a model does not apply: ESMM (and AITM) model a task that is a sub-space of another,
 buy only after a click; only taobao has that. Census' tasks (income and marital status,
 education and marital status) are not nested, and the correlation study's are two
 regressions. Single-Task is not run on the correlation study (the paper has none there).
 
-Training: taobao, configs/mmoe.py's Adam schedule and batch of 1024 for one pass over
-512,000 rows (500 steps; `:long`, 1,024,000 rows and 1000 steps: the default is sized so that
-the whole study runs in about 20 minutes on 2 CPU cores); census and correlation, their
-configs' (3000 steps).
+Training, sized so that the study runs on a 2-core CPU shared with other jobs: taobao,
+configs/mmoe.py's Adam schedule for one pass over 256,000 rows in batches of 512 (500 steps;
+`:long`: 1,024,000 rows in batches of 1024, 1000 steps); census, configs/census.py's but
+1000 steps (`:long`: its 3000); correlation, configs/task_correlation.py's (3000 steps).
 
 Widths. taobao: 8-dim embeddings of configs/mmoe.py's 17 features (136 inputs), tables cut
 to TABLE_ROWS rows; MMoE/OMoE 4 experts (64, 32), towers (32,); Shared-Bottom (256, 32),
 exactly the experts' weights in one MLP; SimpleMultiTask towers (128, 32, 32); PLE levels
 (64,) then (32,); DBMTL bottom (256,), towers (32, 32), relation (16,); ESMM user, item
-and combo DNNs (64, 32), towers (32,). census: configs/census.py's models (8 experts of 16,
+and combo DNNs (64, 32), towers (32,); AITM bottom (256,), tower MLPs and transfer (32,),
+task towers (32,). census: configs/census.py's models (8 experts of 16,
 towers of 8, Shared-Bottom by the paper's parameter rule); SimpleMultiTask towers (64, 8),
 PLE one level of 16-unit experts, DBMTL census' bottom, relation (8,). correlation:
 configs/task_correlation.py's models; PLE one level of 16-unit experts. Every model has
@@ -49,7 +50,7 @@ the same regularization as MMoE on its part.
   python scripts/sweep.py --config=configs/mtl_zoo.py:taobao       # one part (or census,
                                                                    #   correlation)
   python scripts/sweep.py --config=configs/mtl_zoo.py:tiny         # seconds, 2 seeds
-  python scripts/sweep.py --config=configs/mtl_zoo.py:long         # taobao twice as long
+  python scripts/sweep.py --config=configs/mtl_zoo.py:long         # taobao, census longer
   python scripts/sweep.py --config=configs/mtl_zoo.py:seeds=10     # more seeds
   python scripts/train.py --config=configs/mtl_zoo.py:census,model=ple,group=2
   python scripts/benchmark.py --config=configs/mtl_zoo.py:model=ple --flops
@@ -70,10 +71,12 @@ ple = import_config(os.path.join(HERE, 'ple.py'))
 esmm = import_config(os.path.join(HERE, 'esmm.py'))
 dbmtl = import_config(os.path.join(HERE, 'dbmtl.py'))
 backbone = import_config(os.path.join(HERE, 'mmoe_backbone.py'))
+aitm = import_config(os.path.join(HERE, 'aitm.py'))
 
-TAOBAO = ('single_task', 'simple_multi_task', 'shared_bottom', 'omoe', 'mmoe', 'ple', 'dbmtl',
-          'esmm')  # AITM goes here (after esmm) once configs/aitm.py is on main
-CENSUS = ('single_task', 'simple_multi_task', 'shared_bottom', 'omoe', 'mmoe', 'ple', 'dbmtl')
+# In the order they train (and are reported): EasyRec's benchmark models first.
+TAOBAO = ('mmoe', 'ple', 'esmm', 'aitm', 'simple_multi_task', 'dbmtl', 'omoe',
+          'shared_bottom', 'single_task')
+CENSUS = ('mmoe', 'ple', 'simple_multi_task', 'dbmtl', 'omoe', 'shared_bottom', 'single_task')
 CORRELATION = ('shared_bottom', 'omoe', 'mmoe', 'ple')
 PARTS = dict(taobao=TAOBAO, census=CENSUS, correlation=CORRELATION)
 TAOBAO_TASKS = ('ctr', 'cvr')
@@ -130,6 +133,8 @@ def taobao_model(model, task, tiny):
     config = ple.model_config((w(64), w(32)), tower, tower, experts=1, shared=2)
   elif model == 'dbmtl':
     config = dbmtl.model_config(w(256), w(32, 32), w(16))
+  elif model == 'aitm':
+    config = aitm.model_config(w(256), tower, tower)
   elif model == 'esmm':
     config = esmm.model_config(dict(user=w(64, 32), item=w(64, 32), combo=w(64, 32)), tower)
   else:
@@ -146,10 +151,11 @@ def taobao_config(arg):
           f['hash_bucket_size'], TABLE_ROWS)} if f.get('hash_bucket_size') else {}))
       for f in mmoe.feature_configs()]
   if not arg.tiny:  # one pass over the training rows
-    steps = 1000 if arg.long else 500
+    steps, batch = (1000, 1024) if arg.long else (500, 512)
     config['train_config'].update(num_steps=steps, save_checkpoints_steps=steps,
                                   log_step_count_steps=steps // 4)
-    config['synthetic'].update(train_rows=steps * 1024, eval_rows=100_000)
+    config['data_config']['batch_size'] = batch
+    config['synthetic'].update(train_rows=steps * batch, eval_rows=100_000)
   config['model_config'] = taobao_model(arg.model, arg.task, arg.tiny)
   return config
 
@@ -191,6 +197,9 @@ def census_config(arg):
   if arg.model == 'single_task' and arg.task:
     spec.append(f'task={arg.task}')
   config = census.get_config(','.join(spec)).to_dict()
+  if not (arg.tiny or arg.long):  # a third of configs/census.py's 3000 steps (2-core CPU)
+    config['train_config'].update(num_steps=1000, save_checkpoints_steps=1000,
+                                  log_step_count_steps=250)
   if not own:
     tasks = census.GROUPS[arg.group]
     features = config['model_config']['feature_groups'][0]['feature_names']  # tiny: fewer
@@ -240,8 +249,8 @@ def get_config(arg=None):
   if len(parts) > 1:
     raise ValueError(f"config arg: one part at a time, not {', '.join(parts)} (the sweep "
                      'runs one part, or all three when none is named)')
-  if arg.long and parts != ['taobao']:
-    raise ValueError('config arg long: only the taobao part has a longer setting')
+  if arg.long and parts == ['correlation']:
+    raise ValueError('config arg long: the correlation part has no longer setting')
   config = BUILDERS[parts[0]](arg)
   config['model_dir'] = variant_dir(f'experiments/mtl_zoo/{parts[0]}_{arg.model}', arg, ARGS,
                                     named=(*PARTS, 'model', 'manual_dir', 'seeds'))
@@ -280,7 +289,7 @@ def sweep(add, arg=None):
   parts = named_parts(arg) or list(PARTS)
   for part in parts:
     for run in runs(part, arg.tiny):
-      if arg.tiny or arg.long and part == 'taobao':
+      if arg.tiny or arg.long and part != 'correlation':
         run += ',tiny' if arg.tiny else ',long'
       if part == 'census' and arg.manual_dir != census.MANUAL_DIR:
         run += f',manual_dir={arg.manual_dir}'

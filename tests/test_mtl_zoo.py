@@ -67,21 +67,21 @@ def test_sweep_declares_every_model_of_each_part_with_five_seeds():
     models.setdefault(part, set()).add(items['model'])
   assert models == {
       'taobao': {'single_task', 'simple_multi_task', 'shared_bottom', 'omoe', 'mmoe', 'ple',
-                 'dbmtl', 'esmm'},
+                 'dbmtl', 'esmm', 'aitm'},
       'census': {'single_task', 'simple_multi_task', 'shared_bottom', 'omoe', 'mmoe', 'ple',
-                 'dbmtl'},  # no nested tasks: no ESMM
+                 'dbmtl'},  # no nested tasks: no ESMM, no AITM
       'correlation': {'shared_bottom', 'omoe', 'mmoe', 'ple'}}
   # Single-Task: each taobao task; census' three tasks, never_married once for both groups.
   assert sum('single_task' in a for a in by_run) == 2 + 3
-  # 8 + 1 taobao runs, 6 x 2 + 3 census runs, 4 models x 4 correlations.
-  assert len(by_run) == 9 + 15 + 16
+  # 9 + 1 taobao runs, 6 x 2 + 3 census runs, 4 models x 4 correlations.
+  assert len(by_run) == 10 + 15 + 16
   # The correlation study's replicas draw their own data, as configs/task_correlation.py's.
   assert all(o['synthetic.seed'] == o['seed'] for a, o in runs if 'correlation,' in a)
   assert {a for a, _ in declared('census')} == {a for a in by_run if a.startswith('census,')}
   assert all(a.endswith(',tiny') for a, _ in declared('tiny,taobao'))
-  # :long trains the taobao part twice as long, the others as they are.
+  # :long trains taobao and census longer, the correlation study as it is.
   assert {a for a, _ in declared('long') if ',long' in a} == {
-      a + ',long' for a in by_run if a.startswith('taobao,')}
+      a + ',long' for a in by_run if not a.startswith('correlation,')}
 
 
 def test_each_run_is_one_vmapped_group_and_configs_validate():
@@ -99,10 +99,11 @@ def test_get_config_takes_one_part_and_names_the_model():
     mtl_zoo.get_config('taobao,census')
   with pytest.raises(ValueError, match=r"model: 'esmm' is not one of .*\(on census\)"):
     mtl_zoo.get_config('census,model=esmm')
-  with pytest.raises(ValueError, match='long: only the taobao part'):
-    mtl_zoo.get_config('census,long')
-  assert mtl_zoo.get_config('taobao,long').train_config.num_steps == 2 * mtl_zoo.get_config(
-      'taobao').train_config.num_steps
+  with pytest.raises(ValueError, match='long: the correlation part has no longer'):
+    mtl_zoo.get_config('correlation,long')
+  steps = lambda arg: mtl_zoo.get_config(arg).train_config.num_steps
+  assert (steps('taobao'), steps('taobao,long')) == (500, 1000)
+  assert (steps('census'), steps('census,long'), steps('correlation')) == (1000, 3000, 3000)
 
 
 def entry(run, **metrics):
