@@ -555,7 +555,8 @@ def test_sweep_replica_equals_its_run_alone(name, tmp_path):
   alone = train_lib.train_and_evaluate(config)
   assert rows[1]['step'] == alone['step'] == 4
   for key, value in alone.items():
-    np.testing.assert_allclose(rows[1][key], value, rtol=1e-4, err_msg=key)
+    if key not in ('checkpoint', 'checkpoint_step'):  # train.py's, not a metric
+      np.testing.assert_allclose(rows[1][key], value, rtol=1e-4, err_msg=key)
 
 
 # Sizes of the sweep test: tables of 100 rows, 4 steps.
