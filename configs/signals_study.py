@@ -24,7 +24,8 @@ TABLE_ROWS rows; MMoE 4 experts (64, 32), towers (32,); ESMM user, item and comb
 (64, 32), towers (32,); NUM_STEPS steps of 1024, one pass over the training rows.
 
   python scripts/sweep.py --config=configs/signals_study.py           # the study
-  python scripts/sweep.py --config=configs/signals_study.py:tiny      # seconds, 2 seeds
+  python scripts/sweep.py --config=configs/signals_study.py:tiny      # seconds, 2 seeds,
+                                                                      #   3 features
   python scripts/train.py --config=configs/signals_study.py:variant=pareto
 """
 
@@ -42,6 +43,9 @@ EMBEDDING_DIM = 8
 NUM_STEPS = 400
 SEEDS = 5
 METRICS = (dict(auc={}), dict(gauc=dict(uid_field='user_id')))
+# `tiny` models read these (ESMM: user_id, adgroup_id, pid as its three groups), so that
+# tests compile small models.
+TINY_FEATURES = ('user_id', 'adgroup_id', 'pid')
 
 ARGS = dict(variant='fixed', tiny=False, seeds=0)
 
@@ -61,6 +65,9 @@ def model_config(variant, tiny):
     config = esmm.model_config(dict.fromkeys(esmm.GROUPS, units['expert']), units['tower'])
     config['esmm'].update(cvr_tower=tower('cvr', 'buy', units['tower']),
                           ctr_tower=tower('ctr', 'clk', units['tower']))
+    if tiny:
+      for group, feature in zip(config['feature_groups'], TINY_FEATURES):
+        group['feature_names'] = (feature,)
     return config
   if variant not in VARIANTS:
     raise ValueError(f"config arg variant: {variant!r} is not one of {', '.join(VARIANTS)}")
@@ -69,7 +76,8 @@ def model_config(variant, tiny):
       variant == 'click_space') else {}
   config = dict(
       model_class='MMoE',
-      feature_groups=(dict(group_name='all', feature_names=mmoe.GROUP_ALL, wide_deep='DEEP'),),
+      feature_groups=(dict(group_name='all', feature_names=TINY_FEATURES if tiny else mmoe.GROUP_ALL,
+                           wide_deep='DEEP'),),
       mmoe=dict(expert_dnn=mmoe.dnn(units['expert']), num_expert=3 if tiny else 4,
                 task_towers=(tower('ctr', 'clk', units['tower'], learn),
                              tower('cvr', 'buy', units['tower'], learn, **space)),
