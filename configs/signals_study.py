@@ -76,8 +76,8 @@ def model_config(variant, tiny):
       variant == 'click_space') else {}
   config = dict(
       model_class='MMoE',
-      feature_groups=(dict(group_name='all', feature_names=TINY_FEATURES if tiny else mmoe.GROUP_ALL,
-                           wide_deep='DEEP'),),
+      feature_groups=(dict(group_name='all', wide_deep='DEEP',
+                           feature_names=TINY_FEATURES if tiny else mmoe.GROUP_ALL),),
       mmoe=dict(expert_dnn=mmoe.dnn(units['expert']), num_expert=3 if tiny else 4,
                 task_towers=(tower('ctr', 'clk', units['tower'], learn),
                              tower('cvr', 'buy', units['tower'], learn, **space)),
@@ -138,8 +138,8 @@ def report(summary):
   """Markdown: per variant and task, mean ± std over the seeds of AUC, GAUC (by user_id)
   and the oracle gap (oracle AUC - AUC). The replicas share the eval data, so the oracle
   AUC is one number and the gap's std is the AUC's."""
-  lines = ['| variant | seeds | task | target (label, rows) | AUC | GAUC | oracle AUC | oracle gap |',
-           '|---|---|---|---|---|---|---|---|']
+  lines = ['| variant | seeds | task | target (label, rows) | AUC | GAUC | oracle AUC '
+           '| oracle gap |', '|---|---|---|---|---|---|---|---|']
   for entry in summary:
     variant = parse_arg(entry['run'], **ARGS).variant
     metrics = entry['metrics']
