@@ -95,6 +95,28 @@ def _example(config):
   return input_pipeline.batch(columns, np.arange(2))
 
 
+def test_shard_files_is_round_robin_over_the_sorted_names():
+  files = ['d', 'a', 'e', 'c', 'b']
+  assert [data_lib.shard_files(files, i, 2) for i in (0, 1)] == [['a', 'c', 'e'], ['b', 'd']]
+  assert [data_lib.shard_files(files, i, 3) for i in (0, 1, 2)] == [['a', 'd'], ['b', 'e'],
+                                                                    ['c']]
+
+
+def test_file_shard_on_one_process_reads_every_file_as_given(tiny_config, tmp_path):
+  """One process: the share is every file in the given order, so the run is the run without
+  file_shard; the log lists the files."""
+  paths = [str(tmp_path / n) for n in ('b.csv', 'a.csv')]
+  for path in paths:
+    open(path, 'w').close()
+  tiny_config.data_config.file_shard = True
+  lines = []
+  assert data_lib.process_share(','.join(paths), tiny_config, 'train_input_path',
+                                lines.append) == ','.join(paths)
+  assert lines == [f'file_shard: process 0 of 1 reads 2 files of train_input_path: '
+                   f'{paths[0]}, {paths[1]}']
+  assert not data_lib.file_sharded(tiny_config)
+
+
 SHARD_STEPS = 6
 
 
