@@ -66,6 +66,9 @@ def datasets(config, log=print):
   """(train, eval, oracle) for a validated config: ColumnarData, ColumnarData or None, and the
   eval rows' true label probabilities (synthetic taobao data) or None."""
   if not config.train_input_path and 'task_correlation' in config.synthetic:
+    if file_sharded(config):
+      raise ValueError('data_config.file_shard: synthetic.task_correlation data are made in '
+                       'memory, not read from files, so there are no files to shard')
     return task_correlation_data(config) + (None,)
   train_path, eval_path = input_paths(config, log=log)
   train_path = process_share(train_path, config, 'train_input_path', log)

@@ -189,10 +189,10 @@ class Streaming:
     # rows of the global sampler's batch, or (file_shard) all of its own sampler's.
     self.rows = sharding_lib.process_rows(trainer.batch_sharding, batch_size)
     if sampler.batch_size != batch_size:
-      if self.rows.stop - self.rows.start != sampler.batch_size:
-        raise ValueError(f'data_config.file_shard: this process holds '
-                         f'{self.rows.stop - self.rows.start} rows of each batch of {batch_size}'
-                         f', not its share of {sampler.batch_size}')
+      held = self.rows.stop - self.rows.start
+      if held != sampler.batch_size:
+        raise ValueError(f'data_config.file_shard: this process holds {held} rows of each batch '
+                         f'of {batch_size}, not its share of {sampler.batch_size}')
       self.rows = slice(None)
     self._thread, self._stop = None, threading.Event()
 
