@@ -54,7 +54,7 @@ EASYREC_DEFAULTS = {
     'DatasetConfig': dict(batch_size=32, shuffle=True, shuffle_buffer_size=32, num_epochs=0,
                           prefetch_size=32, input_type='CSVInput', separator=',',
                           ignore_error=False, with_header=False, eval_batch_size=4096,
-                          sample_weight=''),
+                          sample_weight='', file_shard=False),
     'Field': dict(input_type='STRING', default_val=''),
     # feature_config.proto
     'FeatureConfig': dict(feature_name='', feature_type='IdFeature', embedding_name='',

@@ -1,8 +1,10 @@
 """Two processes on localhost (jax.distributed, CPU collectives) train the tiny config as
-one: the same global batches, so the same parameters as a single process."""
+one: the same global batches, so the same parameters as a single process; under
+data_config.file_shard each reads only its files, and evaluation reduces over all rows."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,9 +15,11 @@ import pytest
 
 import mmoe
 from mmoe_jax import data as data_lib
+from mmoe_jax import metrics as metrics_lib
 from mmoe_jax.config import validate
+from mmoe_jax.data import synthetic
 from mmoe_jax.training import checkpoint as checkpoint_lib
-from mmoe_jax.training import input_pipeline
+from mmoe_jax.training import evaluation, input_pipeline
 from mmoe_jax.training import trainer as trainer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,23 +36,34 @@ def train_command(model_dir):
           f'--config={ROOT}/configs/mmoe.py:tiny', f'--config.model_dir={model_dir}']
 
 
-def test_two_processes_train_like_one(tmp_path):
-  env = dict(os.environ,
-             PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+def _env():
+  return dict(os.environ,
+              PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+
+
+def run_two_processes(command):
+  """Runs `command` as processes 0 and 1 of 2 (2 CPU devices each); their (stdout, stderr)
+  after checking that both succeeded."""
   port = free_port()
   procs = [subprocess.Popen(
-      train_command(tmp_path / 'two'), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-      env=dict(env, JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
+      command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      env=dict(_env(), JAX_COORDINATOR_ADDRESS=f'localhost:{port}', JAX_NUM_PROCESSES='2',
                JAX_PROCESS_ID=str(i), XLA_FLAGS='--xla_force_host_platform_device_count=2'))
       for i in range(2)]
   outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  return outputs
+
+
+def test_two_processes_train_like_one(tmp_path):
+  env = _env()
+  outputs = run_two_processes(train_command(tmp_path / 'two'))
   # After, not beside, the pair: a collective waits at most 30 s for the other process
   # (gloo's fixed timeout), so the pair should not compete with a third job for the CPU.
   single = subprocess.run(train_command(tmp_path / 'one'), capture_output=True, text=True,
                           env=env, timeout=600)
   assert single.returncode == 0, single.stderr[-3000:]
-  for p, (out, err) in zip(procs, outputs):
-    assert p.returncode == 0, err[-3000:]
   assert 'process 0 of 2; 2 of 4 devices here' in outputs[0][1]
   assert "mesh {'data': 4, 'model': 1} over 4 of 4 devices" in outputs[0][1]
   one = json.loads(single.stdout.strip().splitlines()[-1])
@@ -78,3 +93,97 @@ def test_two_processes_train_like_one(tmp_path):
 def _example(config):
   columns = data_lib.load(data_lib.input_paths(config)[1], config)
   return input_pipeline.batch(columns, np.arange(2))
+
+
+def test_shard_files_is_round_robin_over_the_sorted_names():
+  files = ['d', 'a', 'e', 'c', 'b']
+  assert [data_lib.shard_files(files, i, 2) for i in (0, 1)] == [['a', 'c', 'e'], ['b', 'd']]
+  assert [data_lib.shard_files(files, i, 3) for i in (0, 1, 2)] == [['a', 'd'], ['b', 'e'],
+                                                                    ['c']]
+
+
+def test_file_shard_on_one_process_reads_every_file_as_given(tiny_config, tmp_path):
+  """One process: the share is every file in the given order, so the run is the run without
+  file_shard; the log lists the files."""
+  paths = [str(tmp_path / n) for n in ('b.csv', 'a.csv')]
+  for path in paths:
+    open(path, 'w').close()
+  tiny_config.data_config.file_shard = True
+  lines = []
+  assert data_lib.process_share(','.join(paths), tiny_config, 'train_input_path',
+                                lines.append) == ','.join(paths)
+  assert lines == [f'file_shard: process 0 of 1 reads 2 files of train_input_path: '
+                   f'{paths[0]}, {paths[1]}']
+  assert not data_lib.file_sharded(tiny_config)
+
+
+SHARD_STEPS = 6
+
+
+def _sharded_config(model_dir, train, eval_files):
+  config = mmoe.get_config('tiny')
+  config.model_dir = str(model_dir)
+  config.train_input_path = ','.join(train)
+  config.eval_input_path = ','.join(eval_files)
+  config.data_config.file_shard = True
+  config.train_config.update(num_steps=SHARD_STEPS, save_checkpoints_steps=SHARD_STEPS,
+                             log_step_count_steps=3)
+  return validate(config)
+
+
+def test_file_shard_two_processes(tmp_path):
+  """file_shard: process p reads and caches files p, p + 2, ... of the sorted list; the run
+  trains on the global batches the definition gives (process 0's rows, then process 1's,
+  each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))), and its eval AUC is
+  the AUC over both processes' rows, not the mean of each process's."""
+  data = tmp_path / 'data'
+  # Uneven files, named so that the sorted order differs from the order given.
+  train = [str(data / f'train_{name}.csv') for name in ('d', 'a', 'c', 'b')]
+  eval_files = [str(data / f'eval_{name}.csv') for name in ('b', 'a')]
+  for i, (path, rows) in enumerate(zip(train + eval_files, (300, 500, 400, 700, 200, 350))):
+    synthetic.write_csv(path, rows, seed=i, split='eval' if 'eval' in path else 'train')
+  config = _sharded_config(tmp_path / 'two', train, eval_files)
+  command = train_command(config.model_dir) + [
+      f'--config.train_input_path={config.train_input_path}',
+      f'--config.eval_input_path={config.eval_input_path}', '--config.data_config.file_shard=True',
+      f'--config.train_config.num_steps={SHARD_STEPS}',
+      f'--config.train_config.save_checkpoints_steps={SHARD_STEPS}',
+      '--config.train_config.log_step_count_steps=3']
+  outputs = run_two_processes(command)
+  shares = {0: (['train_a', 'train_c'], ['eval_a']), 1: (['train_b', 'train_d'], ['eval_b'])}
+  for p, (_, err) in enumerate(outputs):
+    own, other = shares[p], shares[1 - p]
+    for field, names in zip(('train_input_path', 'eval_input_path'), own):
+      files = ', '.join(str(data / f'{n}.csv') for n in names)
+      assert f'process {p} of 2 reads {len(names)} files of {field}: {files}' in err, err[-3000:]
+    cached = re.findall(r'(\w+\.csv): (?:built cache|cache hit)', err)
+    assert sorted(cached) == sorted(f'{n}.csv' for n in own[0] + own[1]), err[-3000:]
+  two = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+  assert two[0] == two[1], 'every process reports the same result'
+  assert two[0]['step'] == SHARD_STEPS
+
+  # The expected run: the same steps on the global batches built from the definition.
+  trainer = trainer_lib.Trainer(config, _example(config))
+  local = [data_lib.load(','.join(data_lib.shard_files(train, p, 2)), config) for p in (0, 1)]
+  samplers = [input_pipeline.BatchSampler(rows.num_rows, config.data_config.batch_size // 2,
+                                          (config.seed, p)) for p, rows in enumerate(local)]
+  state = trainer.create_state()
+  for step in range(SHARD_STEPS):
+    parts = [input_pipeline.batch(rows, s.indices(step)) for rows, s in zip(local, samplers)]
+    state, _ = trainer.train_step(state, jax.tree.map(lambda *x: np.concatenate(x), *parts))
+  got = checkpoint_lib.restore_or_fail(config, trainer)
+  flat = dict(jax.tree_util.tree_leaves_with_path(state['params']))
+  for path, x in jax.tree_util.tree_leaves_with_path(got['params']):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(flat[path]), rtol=1e-4, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
+
+  # Evaluation: the AUC over both processes' eval rows, here predicted in one process.
+  every = data_lib.load(','.join(eval_files), config)
+  predictions = evaluation.predict_rows(trainer, got, every)
+  for tower in trainer.towers:
+    auc = metrics_lib.auc(every.labels[tower.label_name],
+                          metrics_lib.binary_score(tower, predictions))
+    assert two[0][f'auc_{tower.tower_name}'] == pytest.approx(auc, abs=1e-5)
+  per_file = [evaluation.evaluate(trainer, got, data_lib.load(path, config))['auc_ctr']
+              for path in eval_files]
+  assert abs(np.mean(per_file) - two[0]['auc_ctr']) > 1e-3, 'the test tells the two apart'

@@ -121,7 +121,7 @@ UNSUPPORTED = {
                   'hard_negative_sampler', 'hard_negative_sampler_v2',
                   'negative_sampler_in_memory'),
         **_fields(NOT_IMPLEMENTED, 'auto_expand_input_fields', accepts=(False,)),
-        **_fields(_no_meaning('distributed input sharding'), 'shard', 'file_shard',
+        **_fields(_no_meaning('distributed input sharding'), 'shard',
                   'chief_redundant', accepts=(False,)),
         # The CSV is parsed once, vectorized, into a columnar cache.
         **_fields(_no_meaning('tf.data parallelism'), 'num_parallel_calls', accepts=ANY),

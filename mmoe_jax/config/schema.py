@@ -408,6 +408,9 @@ DATA_CONFIG = Message(
     # builds and transfers batches ahead of use; 'auto': device when the cache fits.
     input_mode='auto',
     sample_weight='',  # an input field whose values weigh each row's losses; '' = 1
+    # with several processes, process i of n reads files i, i + n, ... of the sorted list
+    # (data.shard_files) and contributes batch_size / n rows of each batch
+    file_shard=False,
 )
 
 # easy_rec/python/protos/optimizer.proto

@@ -75,6 +75,12 @@ def validate(config):
     if not config.train_input_path:
       raise ConfigError("train_input_path: with input_type 'TFDSInput', the split to train "
                         "on, e.g. 'train'")
+    if data.file_shard:
+      raise ConfigError("data_config.file_shard: shards files between processes; "
+                        "input_type 'TFDSInput' reads a split, not files")
+  if data.file_shard and config.eval_config.num_examples:
+    raise ConfigError('data_config.file_shard: eval_config.num_examples (the first rows of the '
+                      'eval files) is not implemented over files sharded between processes')
   if len(data.separator) != 1:
     raise ConfigError(f'data_config.separator: must be one character, got {data.separator!r}')
 

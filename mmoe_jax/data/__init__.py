@@ -66,15 +66,57 @@ def datasets(config, log=print):
   """(train, eval, oracle) for a validated config: ColumnarData, ColumnarData or None, and the
   eval rows' true label probabilities (synthetic taobao data) or None."""
   if not config.train_input_path and 'task_correlation' in config.synthetic:
+    if file_sharded(config):
+      raise ValueError('data_config.file_shard: synthetic.task_correlation data are made in '
+                       'memory, not read from files, so there are no files to shard')
     return task_correlation_data(config) + (None,)
   train_path, eval_path = input_paths(config, log=log)
+  train_path = process_share(train_path, config, 'train_input_path', log)
   train = load(train_path, config, log=log, field='train_input_path')
   if not eval_path:
     return train, None, None
   from mmoe_jax.data.groups import with_groups
+  eval_path = process_share(eval_path, config, 'eval_input_path', log)
   eval_data = with_groups(load(eval_path, config, log=log, field='eval_input_path'), eval_path,
                           config)
-  return train, eval_data, load_oracle(eval_path, config)
+  if file_sharded(config) and eval_data.groups:
+    raise ValueError('data_config.file_shard: gauc and session_auc group rows by value across '
+                     'files; over files sharded between processes they are not implemented')
+  # An oracle lines up with one whole file's rows, not a process's share of the files.
+  return train, eval_data, None if file_sharded(config) else load_oracle(eval_path, config)
+
+
+def file_sharded(config):
+  """Whether each process reads only its share of the files (data_config.file_shard with
+  several processes); with one process the share is every file, as without file_shard."""
+  import jax
+  return config.data_config.file_shard and jax.process_count() > 1
+
+
+def shard_files(files, index, count):
+  """Process `index` of `count`'s files: EasyRec's file_shard, round robin over the sorted
+  list (file i goes to process i % count), so the split depends on the names alone."""
+  return sorted(files)[index::count]
+
+
+def process_share(paths, config, field, log=print):
+  """`paths` (a config field's comma-separated files and globs), or under file_shard this
+  process's share of them, logged; raises ValueError when a process would get no file."""
+  if not config.data_config.file_shard:
+    return paths
+  import jax
+  from mmoe_jax.data.csv_input import expand_paths
+  index, count = jax.process_index(), jax.process_count()
+  if count == 1:
+    files = expand_paths(paths)
+  else:
+    files = shard_files(expand_paths(paths), index, count)
+  if not files:
+    raise ValueError(f'data_config.file_shard: {field} has {len(expand_paths(paths))} files, '
+                     f'fewer than the {count} processes; process {index} would read none')
+  log(f'file_shard: process {index} of {count} reads {len(files)} files of {field}: '
+      + ', '.join(files))
+  return paths if count == 1 else ','.join(files)
 
 
 def task_correlation_data(config):

@@ -5,6 +5,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -35,9 +36,56 @@ def predict_rows(trainer, state, columns):
   return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
 
 
-def evaluate(trainer, state, columns, oracle=None):
-  """Metrics over the whole eval set (see tower_results)."""
-  return tower_results(trainer.towers, predict_rows(trainer, state, columns), columns, oracle,
+def gather_predictions(trainer, state, columns):
+  """(predictions, rows) over every process's rows, on every process, in process order:
+  under file_shard each process holds the rows of its own files.
+
+  Each process predicts its rows as its part of each global eval batch (eval_batch_size
+  rows, rounded up to divide over the batch devices); a process with fewer batches of rows
+  than another pads with its row 0, so that all run the same batches, and the padding is
+  trimmed. `rows` holds the labels of all (no groups: file_shard refuses gauc).
+  """
+  counts = multihost_utils.process_allgather(np.int64(columns.num_rows))
+  shards = sharding_lib.num_shards(trainer.mesh, trainer.config.sharding, 'batch')
+  size = -(-trainer.config.data_config.eval_batch_size // shards) * shards
+  span = sharding_lib.process_rows(trainer.batch_sharding, size)
+  starts = multihost_utils.process_allgather(np.int64(span.start))
+  local = span.stop - span.start
+  chunks = []
+  for first in range(0, int(counts.max()), local):
+    rows = np.arange(first, first + local)
+    rows[rows >= columns.num_rows] = 0
+    features = sharding_lib.global_batch(batch(columns, rows)['features'],
+                                         trainer.batch_sharding, size)
+    chunks.append(jax.device_get(trainer.predict_batch(state['params'], state['batch_stats'],
+                                                       features)))
+  # Process q's rows of each batch are rows starts[q] .. + local of its predictions.
+  predictions = {k: np.concatenate([np.concatenate([c[k][s:s + local] for c in chunks])[:n]
+                                    for s, n in zip(starts, counts)])
+                 for k in chunks[0]}
+  labels = {}
+  for name, values in columns.labels.items():
+    padded = np.zeros((int(counts.max()),) + values.shape[1:], values.dtype)
+    padded[:columns.num_rows] = values
+    every = multihost_utils.process_allgather(padded)
+    labels[name] = np.concatenate([every[q, :n] for q, n in enumerate(counts)])
+  skipped = multihost_utils.process_allgather(np.int64(columns.skipped_rows))
+  return predictions, ColumnarData({}, labels, int(counts.sum()), int(skipped.sum()))
+
+
+def predictions_of(trainer, state, columns, sharded=False):
+  """(predictions, rows they are of): of `columns`, or with `sharded` (file_shard over
+  several processes) of every process's columns (gather_predictions)."""
+  if sharded:
+    return gather_predictions(trainer, state, columns)
+  return predict_rows(trainer, state, columns), columns
+
+
+def evaluate(trainer, state, columns, oracle=None, sharded=False):
+  """Metrics over the whole eval set (see tower_results); with `sharded`, over the rows of
+  every process (file_shard), computed on all of them at once, as one process would."""
+  predictions, columns = predictions_of(trainer, state, columns, sharded)
+  return tower_results(trainer.towers, predictions, columns, oracle,
                        trainer.config.model_config.model_class)
 
 
@@ -188,19 +236,19 @@ def esmm_results(cvr, ctr, predictions, columns, oracle=None):
   return result
 
 
-def recent_train_auc(trainer, state, train_data, sampler, step, rows):
+def recent_train_auc(trainer, state, train_data, sampler, step, rows, sharded=False):
   """auc_<t> of each binary tower (ESMM: auc_ctcvr, auc_<cvr>_masked, auc_<ctr>) on the last
   `rows` rows trained on before `step` (the latest batches of `sampler`, which must not be
   the input pipeline's own), predicted with the current parameters.
 
   The training loop's moving metric: one forward pass of `rows` rows per log line, on the
-  host's copy of the data, so the step itself never waits on it. Rows the model just fitted
+  host's copy of the data, so the step itself never waits on it (`sharded`: each process's
+  own rows of those batches, from its files, the AUC over all). Rows the model just fitted
   score a little higher than unseen ones: compare it with the eval AUC for overfitting.
   """
   batches = min(step, -(-rows // sampler.batch_size))
   idx = sampler.indices(step - batches, batches).reshape(-1)[-rows:]
-  columns = train_data.take(idx)
-  predictions = predict_rows(trainer, state, columns)
+  predictions, columns = predictions_of(trainer, state, train_data.take(idx), sharded)
   towers = trainer.towers
   if trainer.config.model_config.model_class == 'ESMM':
     views = [v[:3] for v in metrics_lib.esmm_views(*towers, predictions, columns.labels)]

@@ -15,6 +15,7 @@ import tempfile
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from mmoe_jax import serving
 from mmoe_jax.config import ConfigError, validate
@@ -212,6 +213,9 @@ class Exporters:
       self._export(trainer, state, 'final', int(state['step']))
 
   def _export(self, trainer, state, kind, step):
+    if jax.process_count() > 1:  # the state spans processes: all take part in gathering it
+      state = dict(state, **multihost_utils.process_allgather(
+          {k: state[k] for k in ('params', 'batch_stats')}, tiled=True))
     if not self.lead:
       return
     path = self.directory(kind, step)

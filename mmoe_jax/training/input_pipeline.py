@@ -43,7 +43,8 @@ class BatchSampler:
 
   Each epoch is a fresh permutation (seeded by the epoch number), and batches run
   across epoch boundaries, so a resumed run sees exactly the batches that an
-  uninterrupted run would have.
+  uninterrupted run would have. `seed` is an int, or a tuple of ints (file_shard: (seed,
+  process index), each process shuffling its own rows).
   """
 
   def __init__(self, num_rows, batch_size, seed, shuffle=True):
@@ -53,7 +54,8 @@ class BatchSampler:
   def _permutation(self, epoch):
     if epoch != self._epoch:
       self._epoch = epoch
-      self._perm = (np.random.default_rng((self.seed, epoch)).permutation(self.num_rows)
+      seeds = self.seed if isinstance(self.seed, tuple) else (self.seed,)
+      self._perm = (np.random.default_rng((*seeds, epoch)).permutation(self.num_rows)
                     if self.shuffle else np.arange(self.num_rows))
     return self._perm
 
@@ -109,7 +111,8 @@ def make(config, trainer, columns, sampler):
 
   On a mesh of several devices, or several processes, batches stream: each process builds
   its rows of every global batch, laid out as the batch sharding says (training over a
-  sharded device-resident cache is not implemented yet).
+  sharded device-resident cache is not implemented yet). Under file_shard with several
+  processes `sampler` draws this process's rows of each batch from its own files.
   """
   mode = resolve_mode(config.data_config.input_mode, columns)
   if mode == 'device' and (jax.process_count() > 1 or trainer.mesh.size > 1):
@@ -119,7 +122,7 @@ def make(config, trainer, columns, sampler):
     mode = 'streaming'
   if mode == 'device':
     return DeviceResident(trainer, columns, sampler, steps_per_dispatch(config.train_config))
-  return Streaming(trainer, columns, sampler)
+  return Streaming(trainer, columns, sampler, config.data_config.batch_size)
 
 
 def gather(data, rows):
@@ -178,11 +181,19 @@ class Streaming:
   """
   mode = 'streaming'
 
-  def __init__(self, trainer, columns, sampler, buffer_size=2):
+  def __init__(self, trainer, columns, sampler, batch_size=None, buffer_size=2):
     self.trainer, self.columns, self.sampler = trainer, columns, sampler
-    self.buffer_size = buffer_size
-    # Each process builds only the rows of every global batch that its devices hold.
-    self.rows = sharding_lib.process_rows(trainer.batch_sharding, sampler.batch_size)
+    batch_size = batch_size or sampler.batch_size  # the global batch
+    self.batch_size, self.buffer_size = batch_size, buffer_size
+    # Each process builds only the rows of every global batch that its devices hold: those
+    # rows of the global sampler's batch, or (file_shard) all of its own sampler's.
+    self.rows = sharding_lib.process_rows(trainer.batch_sharding, batch_size)
+    if sampler.batch_size != batch_size:
+      held = self.rows.stop - self.rows.start
+      if held != sampler.batch_size:
+        raise ValueError(f'data_config.file_shard: this process holds {held} rows of each batch '
+                         f'of {batch_size}, not its share of {sampler.batch_size}')
+      self.rows = slice(None)
     self._thread, self._stop = None, threading.Event()
 
   def chunks(self, start, stop):
@@ -199,7 +210,7 @@ class Streaming:
       for step in range(start, stop):
         host = batch(self.columns, self.sampler.indices(step)[self.rows])
         if not self._put((step, sharding_lib.global_batch(host, self.trainer.batch_sharding,
-                                                          self.sampler.batch_size))):
+                                                          self.batch_size))):
           return
     except Exception as e:  # pylint: disable=broad-except
       self._put((None, e))  # re-raised by `next_batch` in the training thread

@@ -45,7 +45,8 @@ def _train_and_evaluate(config):
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'input written: {turn}')
   batch_size = config.data_config.batch_size
-  num_steps = total_steps(config, train_data.num_rows)
+  sharded = data_lib.file_sharded(config)
+  num_steps = total_steps(config, all_rows(train_data.num_rows, sharded))
 
   trainer = Trainer(config, example=batch(train_data, np.arange(min(batch_size, 2))))
   ckpt = checkpoint_lib.Checkpointer(config.model_dir, config.train_config.keep_checkpoint_max)
@@ -63,8 +64,7 @@ def _train_and_evaluate(config):
     # Killed between this checkpoint and its evaluation: evaluate it now.
     log.info('evaluating the step-%d checkpoint, whose evaluation is missing', start)
     result = _evaluate(trainer, state, eval_data, oracle, config, writer, start, log.info)
-  sampler = BatchSampler(train_data.num_rows, batch_size, config.seed,
-                         config.data_config.shuffle)
+  sampler = train_sampler(config, train_data.num_rows, sharded)
   train_input = input_pipeline.make(config, trainer, train_data, sampler)
   log.info('input_mode %s', train_input.mode)
   cadence = cadence_lib.Cadence(config.train_config, num_steps)
@@ -74,9 +74,11 @@ def _train_and_evaluate(config):
   # The log line's train AUC: as many rows as one eval batch, so that it reuses the compiled
   # eval prediction; its own sampler (a pure function of seed and step) is not shared with
   # the input pipeline's threads.
-  recent = BatchSampler(train_data.num_rows, batch_size, config.seed, config.data_config.shuffle)
+  recent = train_sampler(config, train_data.num_rows, sharded)
   recent_rows = min(config.data_config.eval_batch_size,
                     (train_data if eval_data is None else eval_data).num_rows)
+  if sharded:  # each process's share of them
+    recent_rows = -(-recent_rows // jax.process_count())
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
                   disable=not lead)
@@ -94,7 +96,7 @@ def _train_and_evaluate(config):
       scalars = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
       scalars['examples_per_sec'] = (done - last_step) * batch_size / (now - last_time)
       scalars.update(evaluation.recent_train_auc(trainer, state, train_data, recent, done,
-                                                 recent_rows))
+                                                 recent_rows, sharded))
       # examples/s counts training steps only
       last_time, last_step = time.perf_counter(), done
       if lead:
@@ -119,7 +121,7 @@ def _train_and_evaluate(config):
   if lead:
     writer.close()
   if eval_data is not None and not result:  # a finished run, rerun: report it again
-    result = evaluation.evaluate(trainer, state, eval_data, oracle)
+    result = evaluation.evaluate(trainer, state, eval_data, oracle, sharded)
   exporters.at_end(trainer, state)
   return _report(config, int(state['step']), result, lead)
 
@@ -166,7 +168,8 @@ def _report(config, step, result, lead):
 def _evaluate(trainer, state, eval_data, oracle, config, writer, step, write):
   """Evaluates `state`; process 0 records the result (metrics.jsonl, TensorBoard) and
   `write`s it."""
-  result = evaluation.evaluate(trainer, state, eval_data, oracle)
+  result = evaluation.evaluate(trainer, state, eval_data, oracle,
+                               data_lib.file_sharded(config))
   if writer is not None:
     writers.record_eval(config.model_dir, writer, step, result)
     write(f'eval at step {step}: {json.dumps(result)}')
@@ -180,6 +183,29 @@ def _eval_missing(model_dir, step, lead):
   if jax.process_count() > 1:
     missing = bool(multihost_utils.broadcast_one_to_all(np.int32(missing)))
   return missing
+
+
+def all_rows(num_rows, sharded):
+  """The training rows of the run: this process's, or (file_shard) every process's."""
+  if not sharded:
+    return num_rows
+  return int(multihost_utils.process_allgather(np.int64(num_rows)).sum())
+
+
+def train_sampler(config, num_rows, sharded):
+  """The batches of the run: of batch_size rows over all rows, or (file_shard) this
+  process's batch_size / process_count rows of each batch, drawn from its own rows with
+  its own seed (config.seed, process index), so the split and the order are exact on
+  resume."""
+  data_config = config.data_config
+  if not sharded:
+    return BatchSampler(num_rows, data_config.batch_size, config.seed, data_config.shuffle)
+  count = jax.process_count()
+  if data_config.batch_size % count:
+    raise ValueError(f'data_config.batch_size: {data_config.batch_size} rows do not divide '
+                     f'over the {count} processes that file_shard splits each batch between')
+  return BatchSampler(num_rows, data_config.batch_size // count,
+                      (config.seed, jax.process_index()), data_config.shuffle)
 
 
 def total_steps(config, num_rows):
