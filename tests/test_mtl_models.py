@@ -503,7 +503,9 @@ def test_easyrec_sample_configs_train_on_the_embedded_data(name, tmp_path):
   # Every evaluation also reports each binary target's log loss, NE and calibration.
   targets = ['ctcvr', 'cvr_masked', 'ctr'] if name == 'esmm' else ['ctr', 'cvr']
   extra = [f'{m}_{t}' for m in ('logloss', 'normalized_entropy', 'calibration') for t in targets]
-  assert sorted(k for k in final if k != 'step') == sorted(names + extra)
+  assert (final['checkpoint'], final['checkpoint_step']) == ('last', 4)
+  assert sorted(k for k in final if k not in ('step', 'checkpoint', 'checkpoint_step')) == sorted(
+      names + extra)
   assert all(0 < final[k] < 1 for k in names)
 
 
