@@ -40,11 +40,8 @@ WEIGHT_PREFIX = 'loss_weight/'
 PARETO_ITERATIONS = 100
 
 
-def nzmean(loss, weight):
-  """TF1's SUM_BY_NONZERO_WEIGHTS, EasyRec's reduction: sum(w l) / #(w != 0); 0 if no
-  weight is non-zero."""
-  count = jnp.sum(weight != 0)
-  return jnp.where(count > 0, jnp.sum(weight * loss) / jnp.maximum(count, 1), 0.0)
+# EasyRec's reduction (TF1's SUM_BY_NONZERO_WEIGHTS), shared with every loss formula.
+nzmean = loss_types.nzmean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +65,6 @@ class LossTerm:
 class TowerSignals:
   """How a tower weighs its samples (mtl.md 6.2), as label keys of the batch."""
   label: str
-  num_class: int
   sample_weight: str | None  # the batch's sample-weight key, if used
   task_space: tuple  # ((mask key or label name, is_label), ...)
   in_weight: float = 1.0
@@ -119,12 +115,8 @@ class LossPlan:
 
 
 def loss_key(loss_type, loss_name, tower_name):
-  """EasyRec's key of a loss (mtl.md 7): CLASSIFICATION and L2 losses take loss_name as
-  is, or a default suffixed with the tower; other types come from loss_types."""
-  if loss_type == 'CLASSIFICATION':
-    return loss_name or f'cross_entropy_loss_{tower_name}'
-  if loss_type == 'L2_LOSS':
-    return loss_name or f'l2_loss_{tower_name}'
+  """EasyRec's key of a loss (mtl.md 7): loss_types' keys, and ORDER_CALIBRATE_LOSS's one
+  key for every tower."""
   if loss_type == ORDER_CALIBRATE:
     return CALIBRATE_KEY
   return loss_types.loss_key(loss_type, loss_name, tower_name)
@@ -177,7 +169,7 @@ def _tower_signals(tower, sample_weight):
   if tower.task_space_indicator_name:
     space.append((signals.mask_key(tower.task_space_indicator_name,
                                    tower.task_space_indicator_value), False))
-  return TowerSignals(tower.label_name, tower.num_class,
+  return TowerSignals(tower.label_name,
                       signals.SAMPLE_WEIGHT if sample_weight and tower.use_sample_weight else None,
                       tuple(space), tower.in_task_space_weight, tower.out_task_space_weight)
 
@@ -197,21 +189,11 @@ def sample_weights(labels, spec, batch_size, reduction='SUM_BY_NONZERO_WEIGHTS')
   return w
 
 
-def loss_value(term, logits, label, weight, num_class, session=None, rng=None):
+def loss_value(term, logits, label, weight, session=None, rng=None):
   """One loss reduced over the batch with per-sample `weight` (EasyRec's reduction), before
   any loss weight; rng: JRC_LOSS's key for its random loss_weight_strategy values."""
-  logits = logits.astype(jnp.float32)
-  if term.loss_type == 'L2_LOSS':
-    return nzmean(jnp.square(label - logits), weight)
-  if term.loss_type == 'CLASSIFICATION':
-    if num_class == 1:
-      loss = optax.sigmoid_binary_cross_entropy(logits, label)
-    else:
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, label.astype(jnp.int32))
-    return nzmean(loss, weight)
-  extra = {'rng': rng} if term.loss_type == 'JRC_LOSS' else {}
   return loss_types.loss_value(term.loss_type, logits, label, weight, term.loss_param, session,
-                               **extra)
+                               rng)
 
 
 def order_calibrate(term, logits):
@@ -240,7 +222,7 @@ def task_losses(logits, labels, plan, rng=None, learnt=None):
       continue
     spec = plan.towers[term.tower]
     value = loss_value(term, logits[term.tower], labels[spec.label], weights_by_tower[term.tower],
-                       spec.num_class, labels[term.session] if term.session else None,
+                       labels[term.session] if term.session else None,
                        jax.random.fold_in(rng, term.slot) if rng is not None else None)
     if term.learnt:
       s = learnt[term.key]
@@ -260,7 +242,7 @@ def task_loss(logits, label, tower):
   (name, value). With unit weights, TF's SUM_BY_NONZERO_WEIGHTS is weight * mean."""
   term = LossTerm(loss_key(tower.loss_type, '', tower.tower_name), tower.tower_name,
                   tower.loss_type, 'loss_type', tower.weight)
-  value = loss_value(term, logits, label, jnp.ones(label.shape[:1], jnp.float32), tower.num_class)
+  value = loss_value(term, logits, label, jnp.ones(label.shape[:1], jnp.float32))
   return term.key, tower.weight * value
 
 
