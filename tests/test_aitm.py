@@ -311,6 +311,28 @@ def test_aitm_sample_reads_and_matches_configs_aitm():
   assert params['backbone']['cvr_aitm']['query_0']['kernel'] == (128, 128)  # d: input 0's
 
 
+def test_aitm_sample_routes_each_tower_through_its_blocks():
+  """The sample's wiring, from its graph (mtl.md 5): output_blocks [ctr_tower, cvr_aitm]
+  feed the towers ctr, cvr by position, and cvr_aitm reads [cvr_tower, ctr_tower] with
+  stop_gradient. So logits_ctr depend on ctr_tower only, and logits_cvr on cvr_tower and
+  the AITM block but send nothing into ctr_tower; a swapped input order or output mapping
+  would move a gradient."""
+  model = build_model(validate(small(load_config(os.path.join(MULTI_TASK,
+                                                              'aitm_on_taobao.config')))))
+  @jax.jit  # one compile instead of op-by-op init and gradients (seconds, not a minute)
+  def largest_gradients(features):
+    variables = nn.meta.unbox(model.init(jax.random.PRNGKey(0), features))
+    logits = lambda p: model.apply(dict(variables, params=p), features)[0]
+    return {tower: jax.tree.map(lambda g: jnp.abs(g).max(), jax.grad(
+        lambda p: jnp.sum(logits(p)[tower]))(variables['params'])['backbone'])
+            for tower in ('ctr', 'cvr')}
+
+  reached = {tower: {b for b, g in grads.items() if max(jax.tree.leaves(g)) > 0}
+             for tower, grads in largest_gradients(random_features(model, 8)).items()}
+  assert reached == {'ctr': {'share_bottom', 'ctr_tower'},
+                     'cvr': {'share_bottom', 'cvr_tower', 'cvr_aitm'}}
+
+
 def test_aitm_config_trains(tmp_path):
   c = small(load_config(os.path.join(os.path.dirname(aitm.__file__), 'aitm.py:tiny')))
   c['model_dir'] = str(tmp_path / 'model')
