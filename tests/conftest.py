@@ -1,13 +1,36 @@
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'configs'))  # `import mmoe` gives configs/mmoe.py
 SHARED_DATA = os.path.join(ROOT, '..', 'shared', 'data')
+
+# One persistent XLA compilation cache for every process of this run: pytest's, its xdist
+# workers and the subprocesses tests start (they inherit the environment). Many tests
+# compile the same tiny programs in fresh jit closures or fresh processes; with the cache
+# each is compiled once (measured: a third less CPU time for tests/test_train.py alone).
+# It is fresh per run and removed at its end, so nothing carries over between runs. Set here,
+# before anything imports jax, which reads these variables at import. Processes may write
+# one entry at once; jax writes only from process 0 of a distributed run, and a torn read is
+# a warning and a recompile, not a wrong program (entries are compressed and keyed by the
+# program's hash).
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _JAX_CACHE = tempfile.mkdtemp(prefix='mmoe_jax_xla_cache_')
+  os.environ.update(JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+                    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+else:
+  _JAX_CACHE = None  # the caller's (or, in an xdist worker, the controller's)
+
+
+def pytest_unconfigure(config):
+  if _JAX_CACHE:
+    shutil.rmtree(_JAX_CACHE, ignore_errors=True)
 EASYREC_CONFIGS = os.path.join(ROOT, '..', 'shared', 'easyrec_configs')  # EasyRec .config files
 
 
