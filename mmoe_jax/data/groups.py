@@ -27,27 +27,31 @@ def group_fields(config):
   return fields
 
 
-def with_groups(columns, paths, config):
-  """`columns` (the rows of CSV `paths`, as data.load gives them) with the group codes of
-  every field in group_fields(config); `columns` itself when there are none.
+def with_groups(columns, paths, config, raw):
+  """`columns` (the rows of CSV or Parquet `paths`, as data.load gives them) with the group
+  codes of every field in group_fields(config), and each field's distinct values (code k is
+  value k: group_values, which file_shard's evaluation merges over processes, shared_codes);
+  `columns` itself when there are none.
 
+  `raw` is (files, {column: raw cells}) of `paths`, as data.raw_columns reads them, holding
+  at least those fields: data.load reads them in one pass with any other raw columns.
   Raises ValueError naming the field when rows were skipped for bad values (ignore_error):
   the re-read column could then not be lined up with the kept rows.
   """
   fields = group_fields(config)
   if not fields:
     return columns
-  from mmoe_jax.data import raw_columns
-  _, raw = raw_columns(paths, config.data_config, fields)
-  groups = {}
+  groups, values = {}, {}
   for field in fields:
-    values = raw[field]
-    if len(values) != columns.num_rows:
+    cells = raw[1][field]
+    if len(cells) != columns.num_rows:
       raise ValueError(
-          f"grouped eval metric on input field {field!r}: {paths!r} has {len(values)} rows "
+          f"grouped eval metric on input field {field!r}: {paths!r} has {len(cells)} rows "
           f'of that field but {columns.num_rows} usable rows ({columns.skipped_rows} skipped '
           'as malformed under ignore_error), so the groups cannot be lined up; fix or drop '
           'the malformed rows')
-    codes = pc.dictionary_encode(values.combine_chunks()).indices
-    groups[field] = np.asarray(codes.to_numpy(zero_copy_only=False), np.int32)
-  return dataclasses.replace(columns, groups={**columns.groups, **groups})
+    coded = pc.dictionary_encode(cells.combine_chunks())
+    groups[field] = np.asarray(coded.indices.to_numpy(zero_copy_only=False), np.int32)
+    values[field] = coded.dictionary
+  return dataclasses.replace(columns, groups={**columns.groups, **groups},
+                            group_values={**columns.group_values, **values})

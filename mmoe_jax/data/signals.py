@@ -61,31 +61,36 @@ def needed(config):
   return out
 
 
-def attach(data, paths, config, log=print):
-  """`data` (ColumnarData of the CSV files `paths`) with the signals the config reads added
-  to its labels; `data` itself if it reads none.
+def columns(config):
+  """The raw input columns the config's signals read, in input_fields order."""
+  order = [f.input_name for f in config.data_config.input_fields]
+  return sorted({name for _, name, _ in needed(config).values()}, key=order.index)
 
-  The raw columns are parsed once more (only those columns are kept). Rows line up with
-  `data` unless data_config.ignore_error dropped rows for bad values, which is an error.
+
+def attach(data, paths, config, raw, log=print):
+  """`data` (ColumnarData of the CSV or Parquet files `paths`) with the signals the config
+  reads added to its labels; `data` itself if it reads none.
+
+  `raw` is (files, {column: raw cells}) of `paths`, as data.raw_columns reads them, holding
+  at least columns(config): data.load reads them in one pass with any other raw columns.
+  Rows line up with `data` unless data_config.ignore_error dropped rows for bad values,
+  which is an error.
   """
   wanted = needed(config)
   if not wanted:
     return data
-  from mmoe_jax.data import raw_columns  # the CSV / Parquet readers and their file rules
-  data_config = config.data_config
-  fields = {f.input_name: f for f in data_config.input_fields}
-  columns = sorted({name for _, name, _ in wanted.values()},
-                   key=list(fields).index)
-  files, raw = raw_columns(paths, data_config, columns)
-  rows = len(raw[columns[0]])
+  fields = {f.input_name: f for f in config.data_config.input_fields}
+  names = columns(config)
+  files, cells = raw
+  rows = len(cells[names[0]])
   if rows != data.num_rows:
     raise ValueError(f'{paths}: {rows - data.num_rows} rows were skipped for bad values '
                      '(data_config.ignore_error), so the rows of data_config.sample_weight, '
                      'task_space_indicator_name or session_name cannot be matched; fix the rows')
   labels = dict(data.labels)
   for key, (kind, name, value) in wanted.items():
-    labels[key] = SIGNALS[kind](raw[name], fields[name], value, files)
-  log(f'{paths}: read {", ".join(sorted(wanted))} from columns {", ".join(columns)}')
+    labels[key] = SIGNALS[kind](cells[name], fields[name], value, files)
+  log(f'{paths}: read {", ".join(sorted(wanted))} from columns {", ".join(names)}')
   return dataclasses.replace(data, labels=labels)
 
 

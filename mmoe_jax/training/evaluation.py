@@ -15,7 +15,6 @@ from mmoe_jax import serving
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
 from mmoe_jax.data.columnar import ColumnarData
-from mmoe_jax.data.groups import with_groups
 from mmoe_jax.training import exporter, run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
@@ -165,8 +164,7 @@ def write_predictions(predictions, path, reserved=None, output_cols=None):
 def load_eval(path, config):
   """The eval rows of a file, limited as limit_eval says, with the group codes of the fields
   gauc / session_auc group by."""
-  rows = data_lib.load(path, config, log=log.info)
-  return limit_eval(with_groups(rows, path, config), config)
+  return limit_eval(data_lib.load(path, config, log=log.info, groups=True), config)
 
 
 def limit_eval(columns, config):
