@@ -506,12 +506,12 @@ def test_export_config_fields_without_meaning_here(tmp_path):
   assert 'export_config.multi_value_fields: not implemented' in message
 
 
-def test_file_shard_is_read_and_refused_where_undefined(tmp_path):
-  """data_config.file_shard (EasyRec default false) is read; the eval rows' num_examples
-  (the first rows of the files) is not defined over files sharded between processes."""
+def test_file_shard_is_read_with_num_examples(tmp_path):
+  """data_config.file_shard (EasyRec default false) is read, and takes the eval rows'
+  num_examples (the first rows of the files in the order given, over every process's files:
+  tests/test_multihost.py)."""
   assert load_config(pipeline(tmp_path, 'plain.config')).data_config.file_shard is False
   assert load_config(pipeline(tmp_path, DATA='file_shard: true')).data_config.file_shard is True
   path = pipeline(tmp_path, 'n.config', DATA='file_shard: true',
                   EXTRA='eval_config { num_examples: 10 }')
-  with pytest.raises(ConfigError, match='data_config.file_shard: eval_config.num_examples'):
-    validate(load_config(path))
+  assert validate(load_config(path)).eval_config.num_examples == 10

@@ -91,7 +91,13 @@ def file_sharded(config):
 def shard_files(files, index, count):
   """Process `index` of `count`'s files: EasyRec's file_shard, round robin over the sorted
   list (file i goes to process i % count), so the split depends on the names alone."""
-  return sorted(files)[index::count]
+  return [files[i] for i in shard_positions(files, index, count)]
+
+
+def shard_positions(files, index, count):
+  """Where process `index` of `count`'s files (shard_files) sit in the list `files`, in the
+  order the process reads them."""
+  return sorted(range(len(files)), key=files.__getitem__)[index::count]
 
 
 def process_share(paths, config, field, log=print):
@@ -112,6 +118,29 @@ def process_share(paths, config, field, log=print):
   log(f'file_shard: process {index} of {count} reads {len(files)} files of {field}: '
       + ', '.join(files))
   return paths if count == 1 else ','.join(files)
+
+
+def first_rows_of_share(file_rows, paths, limit):
+  """Under file_shard, which of this process's rows are among the first `limit` rows of the
+  files `paths` in the order one process reads them (the order given, each glob sorted):
+  indices into its rows, which are its files' (shard_files) with `file_rows` rows each.
+
+  Each process knows only its own files' row counts; they are gathered from every process
+  (a collective: every process calls this together).
+  """
+  import jax
+  from jax.experimental import multihost_utils
+  from mmoe_jax.data.csv_input import expand_paths
+  files = expand_paths(paths)
+  mine = shard_positions(files, jax.process_index(), jax.process_count())
+  assert len(mine) == len(file_rows), (paths, file_rows)
+  rows = np.zeros(len(files), np.int32)  # the files' row counts, each filled by its process
+  rows[mine] = file_rows
+  rows = multihost_utils.process_allgather(rows).astype(np.int64).sum(0)
+  first = np.cumsum(rows) - rows  # each file's first row in the one-process order
+  keep = np.clip(limit - first[mine], 0, file_rows)
+  starts = np.cumsum(file_rows) - np.asarray(file_rows)  # where each file's rows start here
+  return np.concatenate([start + np.arange(n) for start, n in zip(starts, keep)])
 
 
 def task_correlation_data(config):

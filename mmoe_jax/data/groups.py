@@ -10,6 +10,7 @@ dense int32 (pyarrow dictionary_encode). Values are compared as their text in th
 import dataclasses
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from mmoe_jax.config import task_towers
@@ -55,3 +56,35 @@ def with_groups(columns, paths, config, raw):
     values[field] = coded.dictionary
   return dataclasses.replace(columns, groups={**columns.groups, **groups},
                             group_values={**columns.group_values, **values})
+
+
+# Under file_shard each process codes the values of its own rows, so codes differ between
+# processes; evaluation gathers every process's distinct values as their raw bytes (not a
+# hash of them: a hash can collide and merge two users' groups silently) and codes them
+# anew, the same way on every process (the same bytes in process order), so gauc and
+# session_auc group all rows by value exactly, as one process does. It costs each process's
+# distinct values once per evaluation, about what the labels gathered beside them cost.
+
+
+def value_bytes(values):
+  """(lengths int32 [K], bytes uint8) of `values` (a pyarrow array of K texts or bytes, a
+  group's distinct values): arrays that collectives can gather (merged_codes reads them)."""
+  values = values.cast(pa.large_binary())
+  offsets = np.frombuffer(values.buffers()[1], np.int64)[values.offset:][:len(values) + 1]
+  data = values.buffers()[2]
+  data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+  return np.diff(offsets).astype(np.int32), data[offsets[0]:offsets[-1]]
+
+
+def merged_codes(parts):
+  """The group codes of the rows of every process, in process order, equal exactly where
+  the raw values are equal: `parts` holds each process's (codes of its rows, lengths,
+  bytes), its codes indexing its distinct values as value_bytes gives them."""
+  values = [pa.LargeBinaryArray.from_buffers(
+      pa.large_binary(), len(lengths),
+      [None, pa.py_buffer(np.r_[0, np.cumsum(lengths, dtype=np.int64)]), pa.py_buffer(data)])
+            for _, lengths, data in parts]
+  ids = pc.dictionary_encode(pa.concat_arrays(values)).indices.to_numpy(zero_copy_only=False)
+  starts = np.cumsum([0] + [len(v) for v in values])
+  return np.concatenate([ids[start:][codes] for start, (codes, _, _) in zip(starts, parts)]
+                        ).astype(np.int32)
