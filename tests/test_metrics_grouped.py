@@ -271,6 +271,23 @@ def test_signal_and_group_columns_are_read_in_one_pass(tmp_path, monkeypatch):
   assert [codes[users.index(u)] for u in users] == codes and len(set(codes)) == 3
 
 
+def test_merged_codes_are_equal_exactly_where_the_raw_values_are():
+  """file_shard: each process codes its own rows' values; the codes merged from every
+  process's distinct values (as bytes) are equal across processes where the values are."""
+  import pyarrow as pa
+  import pyarrow.compute as pc
+  from mmoe_jax.data import groups
+  rows = [['7', '', 'a', '7'], ['a', '07', '', 'b', 'b'], []]  # three processes' raw values
+  parts = []
+  for values in rows:
+    coded = pc.dictionary_encode(pa.array(values, pa.string()))
+    parts.append((coded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+                  *groups.value_bytes(coded.dictionary)))
+  every = [v for values in rows for v in values]
+  codes = groups.merged_codes(parts).tolist()
+  assert [codes[every.index(v)] for v in every] == codes and len(set(codes)) == 5
+
+
 def test_gauc_of_a_tiny_mmoe_run_on_the_synthetic_data(tiny_config, monkeypatch, capsys):
   from mmoe_jax.config import task_towers
   from mmoe_jax.training import evaluation, train_lib

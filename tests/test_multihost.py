@@ -129,6 +129,19 @@ def test_file_shard_on_one_process_reads_every_file_as_given(tiny_config, tmp_pa
   assert not data_lib.file_sharded(tiny_config)
 
 
+def test_first_rows_of_share_follow_the_order_given(tmp_path):
+  """num_examples under file_shard: the first rows in the order the files are given, though
+  a process holds its files in sorted order (here one process holds both: a.csv's 3 rows,
+  then b.csv's 2; given as b, a, the first 4 rows are b's 2 and a's first 2)."""
+  paths = [str(tmp_path / n) for n in ('b.csv', 'a.csv')]
+  for path in paths:
+    open(path, 'w').close()
+  first = lambda limit: data_lib.first_rows_of_share((3, 2), ','.join(paths), limit).tolist()
+  assert first(4) == [0, 1, 3, 4]
+  assert first(1) == [3]
+  assert first(9) == [0, 1, 2, 3, 4]
+
+
 SHARD_STEPS = 6
 # The eval rows: all 200 of eval_b (given first) and the first 100 of eval_a, though the
 # sorted order puts eval_a first (process 0 holds it, process 1 eval_b).

@@ -2,9 +2,10 @@
 
 EasyRec groups rows by the raw value of an input field (a user id, a session id), not by
 its hashed embedding id, whose buckets collide. The field need not feed any feature, so it
-is not in the columnar cache: `with_groups` reads the raw column once more from the eval
-CSV or Parquet files (as bytes, parsed as the cache's rows are) and codes each distinct value as a
-dense int32 (pyarrow dictionary_encode). Values are compared as their text in the file.
+is not in the columnar cache: data.load reads the raw column once more from the eval CSV
+or Parquet files (as bytes, parsed as the cache's rows are; in one pass with the training
+signals' columns), and `with_groups` codes each distinct value as a dense int32 (pyarrow
+dictionary_encode). Values are compared as their text in the file.
 """
 
 import dataclasses
@@ -31,7 +32,7 @@ def group_fields(config):
 def with_groups(columns, paths, config, raw):
   """`columns` (the rows of CSV or Parquet `paths`, as data.load gives them) with the group
   codes of every field in group_fields(config), and each field's distinct values (code k is
-  value k: group_values, which file_shard's evaluation merges over processes, shared_codes);
+  value k: group_values, which file_shard's evaluation merges over processes, merged_codes);
   `columns` itself when there are none.
 
   `raw` is (files, {column: raw cells}) of `paths`, as data.raw_columns reads them, holding

@@ -86,6 +86,7 @@ def _local_features(columns, rows):
 def gather_ragged(local):
   """Every process's array `local` (their lengths may differ), in process order, on every
   process."""
+  local = np.asarray(local)  # a Rows (several files' rows) too
   counts = multihost_utils.process_allgather(np.int64(len(local)))
   padded = np.zeros((max(int(counts.max()), 1),) + local.shape[1:], local.dtype)
   padded[:len(local)] = local
