@@ -143,9 +143,10 @@ def test_first_rows_of_share_follow_the_order_given(tmp_path):
 
 
 SHARD_STEPS = 6
-# The eval rows: all 200 of eval_b (given first) and the first 100 of eval_a, though the
-# sorted order puts eval_a first (process 0 holds it, process 1 eval_b).
-NUM_EXAMPLES = 300
+# The eval rows: EasyRec's ceil(300 / 64) batches of the tiny config's batch_size 64, 320
+# rows: all 200 of eval_b (given first) and the first 120 of eval_a, though the sorted order
+# puts eval_a first (process 0 holds it, process 1 eval_b).
+NUM_EXAMPLES, EVAL_ROWS = 300, 320
 
 
 def _sharded_config(model_dir, train, eval_files):
@@ -166,8 +167,8 @@ def test_file_shard_two_processes(tmp_path):
   """file_shard: process p reads and caches files p, p + 2, ... of the sorted list; the run
   trains on the global batches the definition gives (process 0's rows, then process 1's,
   each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))). Its eval rows are the
-  first num_examples rows of the eval files in the order given, as one process takes them,
-  though each process holds only its files; its AUC is the AUC over both processes' rows,
+  first rows that num_examples takes (whole batches, EasyRec's count) of the eval files in
+  the order given, as one process takes them, though each process holds only its files; its AUC is the AUC over both processes' rows,
   not the mean of each process's, and its gauc groups the rows of both by raw user_id."""
   from test_metrics_grouped import loop_gauc
   data = tmp_path / 'data'
@@ -208,11 +209,12 @@ def test_file_shard_two_processes(tmp_path):
     np.testing.assert_allclose(np.asarray(x), np.asarray(flat[path]), rtol=1e-4, atol=1e-6,
                                err_msg=jax.tree_util.keystr(path))
 
-  # Evaluation over the first NUM_EXAMPLES rows of the files in the order given, here
+  # Evaluation over the first EVAL_ROWS rows of the files in the order given, here
   # predicted in one process; the user ids as the files spell them.
-  every = data_lib.load(','.join(eval_files), config).take(np.arange(NUM_EXAMPLES))
+  assert config.data_config.batch_size == 64
+  every = data_lib.load(','.join(eval_files), config).take(np.arange(EVAL_ROWS))
   predictions = evaluation.predict_rows(trainer, got, every)
-  users = _raw_column(eval_files, config, 'user_id')[:NUM_EXAMPLES]
+  users = _raw_column(eval_files, config, 'user_id')[:EVAL_ROWS]
   for tower in trainer.towers:
     labels, scores = every.labels[tower.label_name], metrics_lib.binary_score(tower, predictions)
     assert two[0][f'auc_{tower.tower_name}'] == pytest.approx(metrics_lib.auc(labels, scores),
@@ -226,7 +228,7 @@ def test_file_shard_two_processes(tmp_path):
   assert set(users[:200]) & set(users[200:]), 'a user with rows in both processes'
   assert abs(metrics_lib.grouped_auc(labels, scores, np.concatenate(codes)) - gauc) > 1e-3
   # ... the first rows of the sorted files (eval_a's), and the mean of each process's AUC.
-  first = data_lib.load(eval_files[1], config).take(np.arange(NUM_EXAMPLES))
+  first = data_lib.load(eval_files[1], config).take(np.arange(EVAL_ROWS))
   sorted_first = metrics_lib.auc(first.labels['clk'],
                                  evaluation.predict_rows(trainer, got, first)['probs_ctr'])
   assert abs(sorted_first - two[0]['auc_ctr']) > 1e-3

@@ -36,7 +36,8 @@ class ColumnarData:
   # grouped by a field (gauc, session_auc); filled by data/groups.py, not cached
   groups: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   # keyed as groups: the distinct raw values (a pyarrow array), code k being value k; what
-  # file_shard's evaluation merges over processes (data/groups.py)
+  # file_shard's evaluation merges over processes (data/groups.py); also keyed by each
+  # session id label (signals.session_key), which file_shard's training merges
   group_values: dict = dataclasses.field(default_factory=dict)
   # the rows of each file, in row order, when these are whole files' rows (load_or_build,
   # concat); () after take. file_shard's eval_config.num_examples reads it.

@@ -65,6 +65,7 @@ def with_groups(columns, paths, config, raw):
 # anew, the same way on every process (the same bytes in process order), so gauc and
 # session_auc group all rows by value exactly, as one process does. It costs each process's
 # distinct values once per evaluation, about what the labels gathered beside them cost.
+# Training's session ids are merged the same way, once per run (signals.merge_sessions).
 
 
 def value_bytes(values):
@@ -81,11 +82,18 @@ def merged_codes(parts):
   """The group codes of the rows of every process, in process order, equal exactly where
   the raw values are equal: `parts` holds each process's (codes of its rows, lengths,
   bytes), its codes indexing its distinct values as value_bytes gives them."""
+  ids = merged_values([(lengths, data) for _, lengths, data in parts])
+  return np.concatenate([i[codes] for i, (codes, _, _) in zip(ids, parts)]).astype(np.int32)
+
+
+def merged_values(parts):
+  """Codes of every process's distinct values over all of them, one int64 array per process
+  (in process order): equal exactly where the raw values are equal, the same on every
+  process. `parts` holds each process's (lengths, bytes) of its values, from value_bytes."""
   values = [pa.LargeBinaryArray.from_buffers(
       pa.large_binary(), len(lengths),
       [None, pa.py_buffer(np.r_[0, np.cumsum(lengths, dtype=np.int64)]), pa.py_buffer(data)])
-            for _, lengths, data in parts]
+            for lengths, data in parts]
   ids = pc.dictionary_encode(pa.concat_arrays(values)).indices.to_numpy(zero_copy_only=False)
   starts = np.cumsum([0] + [len(v) for v in values])
-  return np.concatenate([ids[start:][codes] for start, (codes, _, _) in zip(starts, parts)]
-                        ).astype(np.int32)
+  return [ids[start:end].astype(np.int64) for start, end in zip(starts, starts[1:])]

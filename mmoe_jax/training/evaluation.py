@@ -190,15 +190,20 @@ def load_eval(path, config):
 
 
 def limit_eval(columns, config, sharded=False):
-  """The eval rows: all of them, or the first eval_config.num_examples (EasyRec).
+  """The eval rows: all of them, or the first eval_config.num_examples as EasyRec counts
+  them: ceil(num_examples / data_config.batch_size) whole batches of batch_size rows (its
+  eval steps; its eval input batches by batch_size, not eval_batch_size), so up to a batch
+  more than num_examples, and every row when the files end first.
 
   With `sharded` (file_shard over several processes; a collective), this process's part of
-  the rows one process would take: the first num_examples of eval_input_path's files in the
-  order given (data.first_rows_of_share), not of its own files.
+  the rows one process would take: the first rows of eval_input_path's files in the order
+  given (data.first_rows_of_share), not of its own files.
   """
   limit = config.eval_config.num_examples
   if limit <= 0:
     return columns
+  batch_size = config.data_config.batch_size
+  limit = -(-limit // batch_size) * batch_size
   if sharded:
     keep = data_lib.first_rows_of_share(columns.file_rows, config.eval_input_path, limit)
     return columns if len(keep) == columns.num_rows else columns.take(keep)
