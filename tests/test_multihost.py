@@ -18,7 +18,7 @@ import mmoe
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
 from mmoe_jax.config import easyrec, validate
-from mmoe_jax.data import synthetic
+from mmoe_jax.data import signals, synthetic
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import evaluation, input_pipeline
 from mmoe_jax.training import trainer as trainer_lib
@@ -147,6 +147,8 @@ SHARD_STEPS = 6
 # rows: all 200 of eval_b (given first) and the first 120 of eval_a, though the sorted order
 # puts eval_a first (process 0 holds it, process 1 eval_b).
 NUM_EXAMPLES, EVAL_ROWS = 300, 320
+# The ctr tower's pairwise loss compares rows of one age_level (7 values in every file).
+SESSION = 'age_level'
 
 
 def _sharded_config(model_dir, train, eval_files):
@@ -160,16 +162,20 @@ def _sharded_config(model_dir, train, eval_files):
   config.eval_config.num_examples = NUM_EXAMPLES
   ctr = config.model_config.mmoe.task_towers[0]
   ctr.metrics_set = (*ctr.metrics_set, {'gauc': {'uid_field': 'user_id'}})
+  ctr.losses = ({'loss_type': 'CLASSIFICATION'},
+                {'loss_type': 'PAIR_WISE_LOSS', 'pairwise_loss': {'session_name': SESSION}})
   return validate(config)
 
 
 def test_file_shard_two_processes(tmp_path):
   """file_shard: process p reads and caches files p, p + 2, ... of the sorted list; the run
   trains on the global batches the definition gives (process 0's rows, then process 1's,
-  each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))). Its eval rows are the
-  first rows that num_examples takes (whole batches, EasyRec's count) of the eval files in
-  the order given, as one process takes them, though each process holds only its files; its AUC is the AUC over both processes' rows,
-  not the mean of each process's, and its gauc groups the rows of both by raw user_id."""
+  each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))), a pairwise loss's
+  sessions being raw values over both processes' rows. Its eval rows are the first rows
+  that num_examples takes (whole batches, EasyRec's count) of the eval files in the order
+  given, as one process takes them, though each process holds only its files; its AUC is
+  the AUC over both processes' rows, not the mean of each process's, and its gauc groups
+  the rows of both by raw user_id."""
   from test_metrics_grouped import loop_gauc
   data = tmp_path / 'data'
   # Uneven files, named so that the sorted order differs from the order given.
@@ -197,6 +203,14 @@ def test_file_shard_two_processes(tmp_path):
   # The expected run: the same steps on the global batches built from the definition.
   trainer = trainer_lib.Trainer(config, _example(config))
   local = [data_lib.load(','.join(data_lib.shard_files(train, p, 2)), config) for p in (0, 1)]
+  # A session is one raw value over both processes' rows, as with one process, however each
+  # process coded its own (first seen first, which differs between them).
+  raw = [_raw_column(data_lib.shard_files(train, p, 2), config, SESSION) for p in (0, 1)]
+  assert list(dict.fromkeys(raw[0])) != list(dict.fromkeys(raw[1]))
+  values = sorted(set(raw[0]) | set(raw[1]))
+  for rows, cells in zip(local, raw):
+    rows.labels[signals.session_key(SESSION)] = np.array([values.index(v) for v in cells],
+                                                         np.int32)
   samplers = [input_pipeline.BatchSampler(rows.num_rows, config.data_config.batch_size // 2,
                                           (config.seed, p)) for p, rows in enumerate(local)]
   state = trainer.create_state()
