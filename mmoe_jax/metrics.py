@@ -223,7 +223,7 @@ def tower_metrics(tower, predictions, labels, groups=None):
       field = metric[kind][GROUP_FIELDS[kind]]
       if groups is None or field not in groups:
         raise ValueError(f'{kind}_{t}: the eval data carries no group codes for input field '
-                         f'{field!r} (load it with data.groups.with_groups)')
+                         f'{field!r} (load the rows with data.load(..., groups=True))')
       out[f'{kind}_{t}'] = grouped_auc(label, binary_score(tower, predictions), groups[field],
                                        metric[kind].reduction)
     else:

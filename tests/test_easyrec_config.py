@@ -506,12 +506,27 @@ def test_export_config_fields_without_meaning_here(tmp_path):
   assert 'export_config.multi_value_fields: not implemented' in message
 
 
-def test_file_shard_is_read_and_refused_where_undefined(tmp_path):
-  """data_config.file_shard (EasyRec default false) is read; the eval rows' num_examples
-  (the first rows of the files) is not defined over files sharded between processes."""
+def test_file_shard_is_read_with_num_examples(tmp_path):
+  """data_config.file_shard (EasyRec default false) is read, and takes the eval rows'
+  num_examples (the first rows of the files in the order given, over every process's files:
+  tests/test_multihost.py)."""
   assert load_config(pipeline(tmp_path, 'plain.config')).data_config.file_shard is False
   assert load_config(pipeline(tmp_path, DATA='file_shard: true')).data_config.file_shard is True
   path = pipeline(tmp_path, 'n.config', DATA='file_shard: true',
                   EXTRA='eval_config { num_examples: 10 }')
-  with pytest.raises(ConfigError, match='data_config.file_shard: eval_config.num_examples'):
-    validate(load_config(path))
+  assert validate(load_config(path)).eval_config.num_examples == 10
+
+
+def test_num_examples_evaluates_whole_batches_as_easyrec(tmp_path):
+  """eval_config.num_examples N: EasyRec evaluates ceil(N / data_config.batch_size) batches
+  of batch_size rows (main.py's eval steps), so the first min(rows, ceil(N / 4) * 4) rows
+  here (batch_size 4, 10 rows); 0 takes every row."""
+  from mmoe_jax.data.columnar import ColumnarData
+  from mmoe_jax.training import evaluation
+  config = load_config(pipeline(tmp_path))
+  config.data_config.update(batch_size=4, eval_batch_size=3)  # eval_batch_size: not EasyRec's
+  rows = ColumnarData({}, {'clk': np.arange(10.0)}, 10, 0)
+  for n, first in ((1, 4), (4, 4), (5, 8), (8, 8), (9, 10), (11, 10), (0, 10)):
+    config.eval_config.num_examples = n
+    np.testing.assert_array_equal(evaluation.limit_eval(rows, config).labels['clk'],
+                                  np.arange(first), err_msg=f'num_examples {n}')

@@ -11,7 +11,6 @@ import pytest
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics
 from mmoe_jax.config import ConfigError, complete, load_config, schema, validate
-from mmoe_jax.data import groups as groups_lib
 
 REDUCTIONS = ('mean', 'mean_by_sample_num', 'mean_by_positive_num')
 
@@ -228,7 +227,7 @@ def test_group_codes_are_the_raw_values_lined_up_with_the_rows(tmp_path):
   users = ['7', '07', 'a', '', '7', 'a', '07', '']
   path = str(tmp_path / 'eval.csv')
   write_csv(path, [[i % 2, i % 3, u, '3'] for i, u in enumerate(users)])
-  columns = groups_lib.with_groups(data_lib.load(path, config), path, config)
+  columns = data_lib.load(path, config, groups=True)
   codes = columns.groups['user']
   assert codes.dtype == np.int32
   assert [users.index(u) for u in users] == [codes.tolist().index(c) for c in codes]
@@ -238,7 +237,55 @@ def test_group_codes_are_the_raw_values_lined_up_with_the_rows(tmp_path):
   write_csv(path, [[1, 0, 'u', '3'], ['oops', 0, 'v', '3'], [0, 1, 'w', '3']])
   os.utime(path, ns=(1, 1))  # a new cache key
   with pytest.raises(ValueError, match=r"input field 'user': .* has 3 rows .* 2 usable rows"):
-    groups_lib.with_groups(data_lib.load(path, config), path, config)
+    data_lib.load(path, config, groups=True)
+
+
+def test_signal_and_group_columns_are_read_in_one_pass(tmp_path, monkeypatch):
+  """A task-space mask (data/signals.py) and gauc's groups (data/groups.py) both come from
+  raw columns read beside the cache: each file is read once for both, not once per module."""
+  from collections import Counter
+  from mmoe_jax.data import csv_input
+  from test_easyrec_config import pipeline
+  towers = TOWERS.format(ctr='metrics_set { gauc { uid_field: "user" } } '
+                             'task_space_indicator_name: "item" task_space_indicator_value: "3"',
+                         cvr='')
+  config = load_config(pipeline(tmp_path, TOWERS=towers))
+  paths = [str(tmp_path / f'{name}.csv') for name in ('train', 'eval1', 'eval2')]
+  for i, path in enumerate(paths):
+    write_csv(path, [[j % 2, j % 3, f'u{(i + j) % 3}', j % 4] for j in range(6)])
+  config.update(model_dir=str(tmp_path / 'model'), train_input_path=paths[0],
+                eval_input_path=','.join(paths[1:]))
+  reads = Counter()
+  real = csv_input.raw_columns
+
+  def counted(path, data_config, columns):
+    reads[path] += 1
+    return real(path, data_config, columns)
+
+  monkeypatch.setattr(csv_input, 'raw_columns', counted)
+  _, eval_data, _ = data_lib.datasets(validate(config), log=lambda _: None)
+  assert reads == Counter(paths)
+  items, users = np.tile(np.arange(6) % 4, 2), [f'u{(i + j) % 3}' for i in (1, 2) for j in range(6)]
+  np.testing.assert_array_equal(eval_data.labels['@item==3'], items == 3)
+  codes = eval_data.groups['user'].tolist()
+  assert [codes[users.index(u)] for u in users] == codes and len(set(codes)) == 3
+
+
+def test_merged_codes_are_equal_exactly_where_the_raw_values_are():
+  """file_shard: each process codes its own rows' values; the codes merged from every
+  process's distinct values (as bytes) are equal across processes where the values are."""
+  import pyarrow as pa
+  import pyarrow.compute as pc
+  from mmoe_jax.data import groups
+  rows = [['7', '', 'a', '7'], ['a', '07', '', 'b', 'b'], []]  # three processes' raw values
+  parts = []
+  for values in rows:
+    coded = pc.dictionary_encode(pa.array(values, pa.string()))
+    parts.append((coded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+                  *groups.value_bytes(coded.dictionary)))
+  every = [v for values in rows for v in values]
+  codes = groups.merged_codes(parts).tolist()
+  assert [codes[every.index(v)] for v in every] == codes and len(set(codes)) == 5
 
 
 def test_gauc_of_a_tiny_mmoe_run_on_the_synthetic_data(tiny_config, monkeypatch, capsys):

@@ -2,6 +2,7 @@
 one: the same global batches, so the same parameters as a single process; under
 data_config.file_shard each reads only its files, and evaluation reduces over all rows."""
 
+import csv
 import json
 import os
 import re
@@ -16,8 +17,8 @@ import pytest
 import mmoe
 from mmoe_jax import data as data_lib
 from mmoe_jax import metrics as metrics_lib
-from mmoe_jax.config import validate
-from mmoe_jax.data import synthetic
+from mmoe_jax.config import easyrec, validate
+from mmoe_jax.data import signals, synthetic
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import evaluation, input_pipeline
 from mmoe_jax.training import trainer as trainer_lib
@@ -90,6 +91,17 @@ def test_two_processes_train_like_one(tmp_path):
                                err_msg=jax.tree_util.keystr(path))
 
 
+def _raw_column(paths, config, name):
+  """The cells of input field `name` in the CSV files `paths`, as written, in file order."""
+  column = [f.input_name for f in config.data_config.input_fields].index(name)
+  cells = []
+  for path in paths:
+    with open(path, newline='') as f:
+      rows = list(csv.reader(f, delimiter=config.data_config.separator))
+    cells += [row[column] for row in rows[config.data_config.with_header:]]
+  return np.array(cells)
+
+
 def _example(config):
   columns = data_lib.load(data_lib.input_paths(config)[1], config)
   return input_pipeline.batch(columns, np.arange(2))
@@ -117,7 +129,26 @@ def test_file_shard_on_one_process_reads_every_file_as_given(tiny_config, tmp_pa
   assert not data_lib.file_sharded(tiny_config)
 
 
+def test_first_rows_of_share_follow_the_order_given(tmp_path):
+  """num_examples under file_shard: the first rows in the order the files are given, though
+  a process holds its files in sorted order (here one process holds both: a.csv's 3 rows,
+  then b.csv's 2; given as b, a, the first 4 rows are b's 2 and a's first 2)."""
+  paths = [str(tmp_path / n) for n in ('b.csv', 'a.csv')]
+  for path in paths:
+    open(path, 'w').close()
+  first = lambda limit: data_lib.first_rows_of_share((3, 2), ','.join(paths), limit).tolist()
+  assert first(4) == [0, 1, 3, 4]
+  assert first(1) == [3]
+  assert first(9) == [0, 1, 2, 3, 4]
+
+
 SHARD_STEPS = 6
+# The eval rows: EasyRec's ceil(300 / 64) batches of the tiny config's batch_size 64, 320
+# rows: all 200 of eval_b (given first) and the first 120 of eval_a, though the sorted order
+# puts eval_a first (process 0 holds it, process 1 eval_b).
+NUM_EXAMPLES, EVAL_ROWS = 300, 320
+# The ctr tower's pairwise loss compares rows of one age_level (7 values in every file).
+SESSION = 'age_level'
 
 
 def _sharded_config(model_dir, train, eval_files):
@@ -128,28 +159,35 @@ def _sharded_config(model_dir, train, eval_files):
   config.data_config.file_shard = True
   config.train_config.update(num_steps=SHARD_STEPS, save_checkpoints_steps=SHARD_STEPS,
                              log_step_count_steps=3)
+  config.eval_config.num_examples = NUM_EXAMPLES
+  ctr = config.model_config.mmoe.task_towers[0]
+  ctr.metrics_set = (*ctr.metrics_set, {'gauc': {'uid_field': 'user_id'}})
+  ctr.losses = ({'loss_type': 'CLASSIFICATION'},
+                {'loss_type': 'PAIR_WISE_LOSS', 'pairwise_loss': {'session_name': SESSION}})
   return validate(config)
 
 
 def test_file_shard_two_processes(tmp_path):
   """file_shard: process p reads and caches files p, p + 2, ... of the sorted list; the run
   trains on the global batches the definition gives (process 0's rows, then process 1's,
-  each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))), and its eval AUC is
-  the AUC over both processes' rows, not the mean of each process's."""
+  each drawn by BatchSampler(its rows, batch_size / 2, (seed, p))), a pairwise loss's
+  sessions being raw values over both processes' rows. Its eval rows are the first rows
+  that num_examples takes (whole batches, EasyRec's count) of the eval files in the order
+  given, as one process takes them, though each process holds only its files; its AUC is
+  the AUC over both processes' rows, not the mean of each process's, and its gauc groups
+  the rows of both by raw user_id."""
+  from test_metrics_grouped import loop_gauc
   data = tmp_path / 'data'
   # Uneven files, named so that the sorted order differs from the order given.
   train = [str(data / f'train_{name}.csv') for name in ('d', 'a', 'c', 'b')]
   eval_files = [str(data / f'eval_{name}.csv') for name in ('b', 'a')]
-  for i, (path, rows) in enumerate(zip(train + eval_files, (300, 500, 400, 700, 200, 350))):
-    synthetic.write_csv(path, rows, seed=i, split='eval' if 'eval' in path else 'train')
+  # One world (users, ads), a stream of impressions per file: users recur across files.
+  for path, rows in zip(train + eval_files, (300, 500, 400, 700, 200, 350)):
+    synthetic.write_csv(path, rows, seed=0, split=os.path.basename(path))
   config = _sharded_config(tmp_path / 'two', train, eval_files)
-  command = train_command(config.model_dir) + [
-      f'--config.train_input_path={config.train_input_path}',
-      f'--config.eval_input_path={config.eval_input_path}', '--config.data_config.file_shard=True',
-      f'--config.train_config.num_steps={SHARD_STEPS}',
-      f'--config.train_config.save_checkpoints_steps={SHARD_STEPS}',
-      '--config.train_config.log_step_count_steps=3']
-  outputs = run_two_processes(command)
+  config_path = tmp_path / 'pipeline.config'
+  config_path.write_text(easyrec.to_text(config))
+  outputs = run_two_processes(train_command(config.model_dir)[:2] + [f'--config={config_path}'])
   shares = {0: (['train_a', 'train_c'], ['eval_a']), 1: (['train_b', 'train_d'], ['eval_b'])}
   for p, (_, err) in enumerate(outputs):
     own, other = shares[p], shares[1 - p]
@@ -165,6 +203,14 @@ def test_file_shard_two_processes(tmp_path):
   # The expected run: the same steps on the global batches built from the definition.
   trainer = trainer_lib.Trainer(config, _example(config))
   local = [data_lib.load(','.join(data_lib.shard_files(train, p, 2)), config) for p in (0, 1)]
+  # A session is one raw value over both processes' rows, as with one process, however each
+  # process coded its own (first seen first, which differs between them).
+  raw = [_raw_column(data_lib.shard_files(train, p, 2), config, SESSION) for p in (0, 1)]
+  assert list(dict.fromkeys(raw[0])) != list(dict.fromkeys(raw[1]))
+  values = sorted(set(raw[0]) | set(raw[1]))
+  for rows, cells in zip(local, raw):
+    rows.labels[signals.session_key(SESSION)] = np.array([values.index(v) for v in cells],
+                                                         np.int32)
   samplers = [input_pipeline.BatchSampler(rows.num_rows, config.data_config.batch_size // 2,
                                           (config.seed, p)) for p, rows in enumerate(local)]
   state = trainer.create_state()
@@ -177,13 +223,29 @@ def test_file_shard_two_processes(tmp_path):
     np.testing.assert_allclose(np.asarray(x), np.asarray(flat[path]), rtol=1e-4, atol=1e-6,
                                err_msg=jax.tree_util.keystr(path))
 
-  # Evaluation: the AUC over both processes' eval rows, here predicted in one process.
-  every = data_lib.load(','.join(eval_files), config)
+  # Evaluation over the first EVAL_ROWS rows of the files in the order given, here
+  # predicted in one process; the user ids as the files spell them.
+  assert config.data_config.batch_size == 64
+  every = data_lib.load(','.join(eval_files), config).take(np.arange(EVAL_ROWS))
   predictions = evaluation.predict_rows(trainer, got, every)
+  users = _raw_column(eval_files, config, 'user_id')[:EVAL_ROWS]
   for tower in trainer.towers:
-    auc = metrics_lib.auc(every.labels[tower.label_name],
-                          metrics_lib.binary_score(tower, predictions))
-    assert two[0][f'auc_{tower.tower_name}'] == pytest.approx(auc, abs=1e-5)
-  per_file = [evaluation.evaluate(trainer, got, data_lib.load(path, config))['auc_ctr']
-              for path in eval_files]
-  assert abs(np.mean(per_file) - two[0]['auc_ctr']) > 1e-3, 'the test tells the two apart'
+    labels, scores = every.labels[tower.label_name], metrics_lib.binary_score(tower, predictions)
+    assert two[0][f'auc_{tower.tower_name}'] == pytest.approx(metrics_lib.auc(labels, scores),
+                                                              abs=1e-5)
+  labels, scores = every.labels['clk'], predictions['probs_ctr']
+  gauc = loop_gauc(labels, scores, users, 'mean')
+  assert 0 < gauc < 1 and two[0]['gauc_ctr'] == pytest.approx(gauc, abs=1e-5)
+  # The test tells these apart: each process's rows grouped by its own codes (one number per
+  # distinct value of its rows), which a user in both files would split or two users merge.
+  codes = [np.unique(part, return_inverse=True)[1] for part in (users[:200], users[200:])]
+  assert set(users[:200]) & set(users[200:]), 'a user with rows in both processes'
+  assert abs(metrics_lib.grouped_auc(labels, scores, np.concatenate(codes)) - gauc) > 1e-3
+  # ... the first rows of the sorted files (eval_a's), and the mean of each process's AUC.
+  first = data_lib.load(eval_files[1], config).take(np.arange(EVAL_ROWS))
+  sorted_first = metrics_lib.auc(first.labels['clk'],
+                                 evaluation.predict_rows(trainer, got, first)['probs_ctr'])
+  assert abs(sorted_first - two[0]['auc_ctr']) > 1e-3
+  per_process = [metrics_lib.auc(labels[rows], scores[rows])
+                 for rows in (slice(0, 200), slice(200, None))]
+  assert abs(np.mean(per_process) - two[0]['auc_ctr']) > 1e-3, 'the test tells the two apart'

@@ -10,7 +10,6 @@ import pytest
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import load_config, validate
 from mmoe_jax.data import parquet_input
-from mmoe_jax.data.groups import with_groups
 from test_csv_input import ROWS, check_rows, data_config, feature_configs, write
 from test_easyrec_config import pipeline
 
@@ -58,9 +57,9 @@ def test_parquet_and_csv_of_the_same_rows_give_identical_caches(tmp_path, tiny_c
   assert {pa.types.is_integer(t) for t in table.schema.types} == {True, False}
   parquet_path = str(tmp_path / 'eval.parquet')
   pq.write_table(table, parquet_path, row_group_size=100)  # several record batches
-  from_csv = with_groups(data_lib.load(csv_path, config), csv_path, config)
+  from_csv = data_lib.load(csv_path, config, groups=True)
   config.data_config.input_type = 'ParquetInput'
-  from_parquet = with_groups(data_lib.load(parquet_path, validate(config)), parquet_path, config)
+  from_parquet = data_lib.load(parquet_path, validate(config), groups=True)
   assert {'@sample_weight', '@pid==430548_1007'} <= set(from_csv.labels), list(from_csv.labels)
   assert from_csv.labels['@pid==430548_1007'].any()
   np.testing.assert_array_equal(from_parquet.groups['user_id'], from_csv.groups['user_id'])

@@ -551,6 +551,36 @@ def test_session_ids_are_read_from_the_raw_column(tmp_path):
   np.testing.assert_array_equal(np.equal.outer(ids, ids), same_user)
 
 
+def test_file_shard_sessions_are_coded_over_every_process(tmp_path):
+  """file_shard: a global batch holds every process's rows, each process having coded the
+  sessions of its own files; merge_sessions recodes them over every process's distinct raw
+  values, so that over both processes' rows equal values are one session and different
+  values never, as with one process (an INT field's values compared as integers, an empty
+  cell read as 0). Two processes are simulated: `gather` hands each the pairs of both."""
+  import pyarrow as pa
+  from mmoe_jax.data import groups, signals
+  from mmoe_jax.data.columnar import ColumnarData
+  config = load(tmp_path, ctr=SESSION)
+  key = signals.session_key('user')
+  for input_type, cells, value in (
+      ('STRING', [['u7', 'u1', 'u7', ''], ['u2', 'u7', '', 'u3']], str),
+      ('INT64', [['7', '1', '007', ''], ['2', '7', '0', '3']], lambda v: int(v or 0))):
+    config.data_config.input_fields[2].input_type = input_type  # the field 'user'
+    local = [signals.attach(ColumnarData({}, {}, len(c), 0), f'p{p}.csv', config,
+                            ([f'p{p}.csv'], {'user': pa.chunked_array([pa.array(c, pa.binary())])}),
+                            log=lambda _: None) for p, c in enumerate(cells)]
+    pairs = [groups.value_bytes(part.group_values[key]) for part in local]
+    ids = np.concatenate([signals.merge_sessions(part, lambda *_: pairs, p).labels[key]
+                          for p, part in enumerate(local)])
+    keys = [value(v) for c in cells for v in c]
+    assert ids.dtype == np.int32
+    np.testing.assert_array_equal(np.equal.outer(ids, ids), np.equal.outer(keys, keys),
+                                  err_msg=input_type)
+    # Each process's own ids would merge 'u1' (process 0) with 'u7' (process 1) and so on.
+    own = np.concatenate([part.labels[key] for part in local])
+    assert (np.equal.outer(own, own) != np.equal.outer(keys, keys)).any()
+
+
 def test_a_pairwise_loss_gets_the_sessions_and_the_weights(tmp_path):
   """PAIR_WISE_LOSS (mtl.md 7): pairs (i, j) of one session with y_i > y_j, softplus(z_j -
   z_i), nzmean with the higher sample's weight; here with sample weights."""

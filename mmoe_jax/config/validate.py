@@ -78,9 +78,6 @@ def validate(config):
     if data.file_shard:
       raise ConfigError("data_config.file_shard: shards files between processes; "
                         "input_type 'TFDSInput' reads a split, not files")
-  if data.file_shard and config.eval_config.num_examples:
-    raise ConfigError('data_config.file_shard: eval_config.num_examples (the first rows of the '
-                      'eval files) is not implemented over files sharded between processes')
   if len(data.separator) != 1:
     raise ConfigError(f'data_config.separator: must be one character, got {data.separator!r}')
 
@@ -443,10 +440,10 @@ def _validate_metric(metric, tower, path):
   if 'mean_absolute_error' in metric and not (classification or tower.loss_type in L2_TYPES):
     raise ConfigError(f'{path}.mean_absolute_error: not defined for a {tower.loss_type} tower '
                       '(EasyRec refuses it too)')
-  _validate_new_metric(metric, tower, path)
+  _validate_ranking_metric(metric, tower, path)
 
 
-def _validate_new_metric(metric, tower, path):
+def _validate_ranking_metric(metric, tower, path):
   """recall_at_topk, max_f1, gauc and session_auc: EasyRec's asserts, and their options."""
   binary = tower.loss_type in AUC_LOSS_TYPES and not (
       tower.loss_type == 'CLASSIFICATION' and tower.num_class > 2)

@@ -75,13 +75,8 @@ def datasets(config, log=print):
   train = load(train_path, config, log=log, field='train_input_path')
   if not eval_path:
     return train, None, None
-  from mmoe_jax.data.groups import with_groups
   eval_path = process_share(eval_path, config, 'eval_input_path', log)
-  eval_data = with_groups(load(eval_path, config, log=log, field='eval_input_path'), eval_path,
-                          config)
-  if file_sharded(config) and eval_data.groups:
-    raise ValueError('data_config.file_shard: gauc and session_auc group rows by value across '
-                     'files; over files sharded between processes they are not implemented')
+  eval_data = load(eval_path, config, log=log, field='eval_input_path', groups=True)
   # An oracle lines up with one whole file's rows, not a process's share of the files.
   return train, eval_data, None if file_sharded(config) else load_oracle(eval_path, config)
 
@@ -96,7 +91,13 @@ def file_sharded(config):
 def shard_files(files, index, count):
   """Process `index` of `count`'s files: EasyRec's file_shard, round robin over the sorted
   list (file i goes to process i % count), so the split depends on the names alone."""
-  return sorted(files)[index::count]
+  return [files[i] for i in shard_positions(files, index, count)]
+
+
+def shard_positions(files, index, count):
+  """Where process `index` of `count`'s files (shard_files) sit in the list `files`, in the
+  order the process reads them."""
+  return sorted(range(len(files)), key=files.__getitem__)[index::count]
 
 
 def process_share(paths, config, field, log=print):
@@ -119,6 +120,29 @@ def process_share(paths, config, field, log=print):
   return paths if count == 1 else ','.join(files)
 
 
+def first_rows_of_share(file_rows, paths, limit):
+  """Under file_shard, which of this process's rows are among the first `limit` rows of the
+  files `paths` in the order one process reads them (the order given, each glob sorted):
+  indices into its rows, which are its files' (shard_files) with `file_rows` rows each.
+
+  Each process knows only its own files' row counts; they are gathered from every process
+  (a collective: every process calls this together).
+  """
+  import jax
+  from jax.experimental import multihost_utils
+  from mmoe_jax.data.csv_input import expand_paths
+  files = expand_paths(paths)
+  mine = shard_positions(files, jax.process_index(), jax.process_count())
+  assert len(mine) == len(file_rows), (paths, file_rows)
+  rows = np.zeros(len(files), np.int32)  # the files' row counts, each filled by its process
+  rows[mine] = file_rows
+  rows = multihost_utils.process_allgather(rows).astype(np.int64).sum(0)
+  first = np.cumsum(rows) - rows  # each file's first row in the one-process order
+  keep = np.clip(limit - first[mine], 0, file_rows)
+  starts = np.cumsum(file_rows) - np.asarray(file_rows)  # where each file's rows start here
+  return np.concatenate([start + np.arange(n) for start, n in zip(starts, keep)])
+
+
 def task_correlation_data(config):
   """The synthetic.task_correlation data as (train, eval) ColumnarData, made in memory (fast,
   a pure function of the seed; a sweep makes one set per replica)."""
@@ -134,16 +158,20 @@ def task_correlation_data(config):
   return split(slice(0, train_rows)), split(slice(train_rows, None))
 
 
-def load(paths, config, log=print, field='input path', check_labels=True):
+def load(paths, config, log=print, field='input path', check_labels=True, groups=False):
   """The columnar cache of `paths` (CSV or Parquet files, or a tfds split) for this config's
-  features, built on first use.
+  features, built on first use, with the training signals the config reads (data/signals.py)
+  and, with `groups` (eval rows), the group codes of gauc / session_auc (data/groups.py).
 
+  The raw columns these read beside the cache are read in one pass over the files.
   Raises ValueError, before any training, when the input has no data rows (zero-byte
   files, a header only, every row skipped under ignore_error) naming `field` (the config
   field the paths came from) and the paths, and, with check_labels, when a CLASSIFICATION
   tower's label is outside its classes (label_errors), naming the file and line (a tfds
   split: the row).
   """
+  from mmoe_jax.data import groups as groups_lib
+  from mmoe_jax.data import signals
   data_config = config.data_config
   cache_dir = data_config.cache_dir or os.path.join(config.model_dir, 'cache')
   check = functools.partial(label_errors, config) if check_labels else None
@@ -153,20 +181,28 @@ def load(paths, config, log=print, field='input path', check_labels=True):
     found = check and check(data)
     if found:
       raise ValueError(f'{data_config.tfds.name} split {paths!r}, row {found[0]}: {found[1]}')
-  elif data_config.input_type == 'ParquetInput':
-    from mmoe_jax.data.parquet_input import load_parquet
-    data = load_parquet(paths, data_config, config.feature_configs, cache_dir, log=log,
-                        check=check)
+    signal_columns, group_columns = [], []  # validation refuses both for a tfds split
   else:
-    from mmoe_jax.data.csv_input import load_csv
-    data = load_csv(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
-  if data_config.input_type != 'TFDSInput':
-    from mmoe_jax.data import signals
-    data = signals.attach(data, paths, config, log=log)  # sample weights, masks, sessions
+    if data_config.input_type == 'ParquetInput':
+      from mmoe_jax.data.parquet_input import load_parquet as load_files
+    else:
+      from mmoe_jax.data.csv_input import load_csv as load_files
+    data = load_files(paths, data_config, config.feature_configs, cache_dir, log=log,
+                      check=check)
+    signal_columns = signals.columns(config)
+    group_columns = groups_lib.group_fields(config) if groups else []
+  raw = None
+  if signal_columns:  # sample weights, masks, sessions; their row check precedes the next
+    raw = raw_columns(paths, data_config, signal_columns
+                      + [c for c in group_columns if c not in signal_columns])
+    data = signals.attach(data, paths, config, raw, log=log)
   if not data.num_rows:
     skipped = (f'; all {data.skipped_rows} rows were malformed and skipped (ignore_error)'
                if data.skipped_rows else '')
     raise ValueError(f'{field}: {paths!r} has no data rows{skipped}')
+  if group_columns:
+    data = groups_lib.with_groups(data, paths, config,
+                                  raw or raw_columns(paths, data_config, group_columns))
   return data
 
 

@@ -35,6 +35,13 @@ class ColumnarData:
   # keyed by input field name: int32 [N] group code of each row's raw value, for eval metrics
   # grouped by a field (gauc, session_auc); filled by data/groups.py, not cached
   groups: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  # keyed as groups: the distinct raw values (a pyarrow array), code k being value k; what
+  # file_shard's evaluation merges over processes (data/groups.py); also keyed by each
+  # session id label (signals.session_key), which file_shard's training merges
+  group_values: dict = dataclasses.field(default_factory=dict)
+  # the rows of each file, in row order, when these are whole files' rows (load_or_build,
+  # concat); () after take. file_shard's eval_config.num_examples reads it.
+  file_rows: tuple = ()
 
   def take(self, idx: np.ndarray) -> 'ColumnarData':
     """Rows `idx` (in that order), e.g. one batch; skipped_rows is kept from the source."""
@@ -42,7 +49,7 @@ class ColumnarData:
         features={k: np.asarray(v[idx]) for k, v in self.features.items()},
         labels={k: np.asarray(v[idx]) for k, v in self.labels.items()},
         num_rows=len(idx), skipped_rows=self.skipped_rows,
-        groups={k: v[idx] for k, v in self.groups.items()})
+        groups={k: v[idx] for k, v in self.groups.items()}, group_values=self.group_values)
 
   def arrays(self) -> dict:
     """{'features', 'labels'} as numpy arrays, every row in memory (to put on a device)."""
@@ -269,7 +276,8 @@ def load_or_build_chunks(entry, chunks, source, log):
   load = lambda name: np.load(os.path.join(entry, name), mmap_mode=mode)
   feats = {k: load(f'feature{i}.npy') for i, k in enumerate(meta['features'])}
   labels = {k: load(f'label{i}.npy') for i, k in enumerate(meta['labels'])}
-  return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'])
+  return ColumnarData(feats, labels, meta['num_rows'], meta['skipped_rows'],
+                      file_rows=(meta['num_rows'],))
 
 
 def release_heap():
@@ -402,4 +410,5 @@ def concat(parts: list[ColumnarData]) -> ColumnarData:
   feats = {k: Rows([p.features[k] for p in parts]) for k in parts[0].features}
   labels = {k: Rows([p.labels[k] for p in parts]) for k in parts[0].labels}
   return ColumnarData(feats, labels, sum(p.num_rows for p in parts),
-                      sum(p.skipped_rows for p in parts))
+                      sum(p.skipped_rows for p in parts),
+                      file_rows=sum((p.file_rows for p in parts), ()))

@@ -12,6 +12,8 @@ as it carries labels:
   SAMPLE_WEIGHT            float32 [N], the sample_weight field's values
   mask_key(name, value)    float32 [N], 1 where the raw `name` equals `value`
   session_key(name)        int32 [N], one id per distinct raw value of `name` in the data
+                           (its distinct values in group_values under the same key: under
+                           file_shard, merge_sessions codes them over every process)
 """
 
 import dataclasses
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mmoe_jax.data import features
+from mmoe_jax.data import features, groups
 
 SAMPLE_WEIGHT = '@sample_weight'
 # The loss_param members that may name a session (config/schema.py LOSS).
@@ -61,31 +63,58 @@ def needed(config):
   return out
 
 
-def attach(data, paths, config, log=print):
-  """`data` (ColumnarData of the CSV files `paths`) with the signals the config reads added
-  to its labels; `data` itself if it reads none.
+def columns(config):
+  """The raw input columns the config's signals read, in input_fields order."""
+  order = [f.input_name for f in config.data_config.input_fields]
+  return sorted({name for _, name, _ in needed(config).values()}, key=order.index)
 
-  The raw columns are parsed once more (only those columns are kept). Rows line up with
-  `data` unless data_config.ignore_error dropped rows for bad values, which is an error.
+
+def attach(data, paths, config, raw, log=print):
+  """`data` (ColumnarData of the CSV or Parquet files `paths`) with the signals the config
+  reads added to its labels; `data` itself if it reads none.
+
+  `raw` is (files, {column: raw cells}) of `paths`, as data.raw_columns reads them, holding
+  at least columns(config): data.load reads them in one pass with any other raw columns.
+  Rows line up with `data` unless data_config.ignore_error dropped rows for bad values,
+  which is an error.
   """
   wanted = needed(config)
   if not wanted:
     return data
-  from mmoe_jax.data import raw_columns  # the CSV / Parquet readers and their file rules
-  data_config = config.data_config
-  fields = {f.input_name: f for f in data_config.input_fields}
-  columns = sorted({name for _, name, _ in wanted.values()},
-                   key=list(fields).index)
-  files, raw = raw_columns(paths, data_config, columns)
-  rows = len(raw[columns[0]])
+  fields = {f.input_name: f for f in config.data_config.input_fields}
+  names = columns(config)
+  files, cells = raw
+  rows = len(cells[names[0]])
   if rows != data.num_rows:
     raise ValueError(f'{paths}: {rows - data.num_rows} rows were skipped for bad values '
                      '(data_config.ignore_error), so the rows of data_config.sample_weight, '
                      'task_space_indicator_name or session_name cannot be matched; fix the rows')
-  labels = dict(data.labels)
+  labels, values = dict(data.labels), dict(data.group_values)
   for key, (kind, name, value) in wanted.items():
-    labels[key] = SIGNALS[kind](raw[name], fields[name], value, files)
-  log(f'{paths}: read {", ".join(sorted(wanted))} from columns {", ".join(columns)}')
+    labels[key] = SIGNALS[kind](cells[name], fields[name], value, files)
+    if kind == 'session':  # its ids and the distinct values they index (merge_sessions)
+      labels[key], values[key] = labels[key]
+  log(f'{paths}: read {", ".join(sorted(wanted))} from columns {", ".join(names)}')
+  return dataclasses.replace(data, labels=labels, group_values=values)
+
+
+def merge_sessions(data, gather, index):
+  """`data` (process `index`'s training rows under file_shard) with session ids that mean
+  one raw value on every process: equal values one session, different values never.
+
+  EasyRec computes a pairwise or JRC loss on each worker's own batch, so its sessions never
+  span workers; one process's global batch compares the sessions of all its rows, by value.
+  Under file_shard a global batch is every process's rows, each process having coded only
+  the values of its own files, so its ids are recoded over every process's distinct values
+  (groups.merged_values): a session whose rows sit in two processes' files stays one
+  session, as with one process. `gather(lengths, bytes)` gives every process's pair, in
+  process order (a collective); it costs each process's distinct session values once.
+  """
+  labels = dict(data.labels)
+  for key in labels:
+    if key.startswith(session_key('')):
+      ids = groups.merged_values(gather(*groups.value_bytes(data.group_values[key])))[index]
+      labels[key] = ids[np.asarray(labels[key])].astype(np.int32)
   return dataclasses.replace(data, labels=labels)
 
 
@@ -111,8 +140,9 @@ def _mask(column, field, value, _):
 
 
 def _session(column, field, _, files):
-  """Dense ids of the distinct values: equal raw values (as integers for an INT field, as
-  EasyRec compares them) get equal ids, over every file of the input."""
+  """(dense ids of the rows, the distinct values as text, id k being value k): equal raw
+  values (as integers for an INT field, as EasyRec compares them, and as their canonical
+  decimal text) get equal ids, over every file of the input."""
   values = _text(column, field)
   if field.input_type in features.INT_TYPES:
     values = pc.if_else(pc.equal(values, ''), '0', values)
@@ -121,9 +151,10 @@ def _session(column, field, _, files):
     except pa.ArrowInvalid as e:
       raise ValueError(f"{', '.join(files)}: session field '{field.input_name}' "
                        f'({field.input_type}): {e}') from None
-  ids = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
-                             else values).indices
-  return ids.to_numpy(zero_copy_only=False).astype(np.int32)
+  coded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
+                               else values)
+  return (coded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
+          coded.dictionary.cast(pa.string()))
 
 
 SIGNALS = {'weight': _weight, 'mask': _mask, 'session': _session}

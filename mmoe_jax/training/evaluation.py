@@ -14,8 +14,8 @@ from mmoe_jax import metrics as metrics_lib
 from mmoe_jax import serving
 from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import validate
+from mmoe_jax.data import groups as groups_lib
 from mmoe_jax.data.columnar import ColumnarData
-from mmoe_jax.data.groups import with_groups
 from mmoe_jax.training import exporter, run_dir
 from mmoe_jax.training.checkpoint import restore_or_fail
 from mmoe_jax.training.input_pipeline import batch
@@ -42,8 +42,9 @@ def gather_predictions(trainer, state, columns):
 
   Each process predicts its rows as its part of each global eval batch (eval_batch_size
   rows, rounded up to divide over the batch devices); a process with fewer batches of rows
-  than another pads with its row 0, so that all run the same batches, and the padding is
-  trimmed. `rows` holds the labels of all (no groups: file_shard refuses gauc).
+  than another pads with its row 0 (with none, zeros), so that all run the same batches,
+  and the padding is trimmed. `rows` holds the labels of all and their group codes, coded
+  by raw value over all processes (groups.merged_codes).
   """
   counts = multihost_utils.process_allgather(np.int64(columns.num_rows))
   shards = sharding_lib.num_shards(trainer.mesh, trainer.config.sharding, 'batch')
@@ -55,7 +56,7 @@ def gather_predictions(trainer, state, columns):
   for first in range(0, int(counts.max()), local):
     rows = np.arange(first, first + local)
     rows[rows >= columns.num_rows] = 0
-    features = sharding_lib.global_batch(batch(columns, rows)['features'],
+    features = sharding_lib.global_batch(_local_features(columns, rows),
                                          trainer.batch_sharding, size)
     chunks.append(jax.device_get(trainer.predict_batch(state['params'], state['batch_stats'],
                                                        features)))
@@ -63,14 +64,34 @@ def gather_predictions(trainer, state, columns):
   predictions = {k: np.concatenate([np.concatenate([c[k][s:s + local] for c in chunks])[:n]
                                     for s, n in zip(starts, counts)])
                  for k in chunks[0]}
-  labels = {}
-  for name, values in columns.labels.items():
-    padded = np.zeros((int(counts.max()),) + values.shape[1:], values.dtype)
-    padded[:columns.num_rows] = values
-    every = multihost_utils.process_allgather(padded)
-    labels[name] = np.concatenate([every[q, :n] for q, n in enumerate(counts)])
+  labels = {name: np.concatenate(gather_ragged(values))
+            for name, values in columns.labels.items()}
+  groups = {}
+  for field, codes in columns.groups.items():
+    lengths, data = groups_lib.value_bytes(columns.group_values[field])
+    groups[field] = groups_lib.merged_codes(
+        list(zip(gather_ragged(codes), gather_ragged(lengths), gather_ragged(data))))
   skipped = multihost_utils.process_allgather(np.int64(columns.skipped_rows))
-  return predictions, ColumnarData({}, labels, int(counts.sum()), int(skipped.sum()))
+  return predictions, ColumnarData({}, labels, int(counts.sum()), int(skipped.sum()), groups)
+
+
+def _local_features(columns, rows):
+  """This process's features of rows `rows`; zeros when it holds no rows (file_shard's
+  num_examples may end before its files), which are predicted and trimmed."""
+  if columns.num_rows:
+    return batch(columns, rows)['features']
+  return {k: np.zeros((len(rows),) + v.shape[1:], v.dtype) for k, v in columns.features.items()}
+
+
+def gather_ragged(local):
+  """Every process's array `local` (their lengths may differ), in process order, on every
+  process."""
+  local = np.asarray(local)  # a Rows (several files' rows) too
+  counts = multihost_utils.process_allgather(np.int64(len(local)))
+  padded = np.zeros((max(int(counts.max()), 1),) + local.shape[1:], local.dtype)
+  padded[:len(local)] = local
+  every = multihost_utils.process_allgather(padded)
+  return [every[q, :n] for q, n in enumerate(counts)]
 
 
 def predictions_of(trainer, state, columns, sharded=False):
@@ -165,14 +186,28 @@ def write_predictions(predictions, path, reserved=None, output_cols=None):
 def load_eval(path, config):
   """The eval rows of a file, limited as limit_eval says, with the group codes of the fields
   gauc / session_auc group by."""
-  rows = data_lib.load(path, config, log=log.info)
-  return limit_eval(with_groups(rows, path, config), config)
+  return limit_eval(data_lib.load(path, config, log=log.info, groups=True), config)
 
 
-def limit_eval(columns, config):
-  """The eval rows: all of them, or the first eval_config.num_examples (EasyRec)."""
+def limit_eval(columns, config, sharded=False):
+  """The eval rows: all of them, or the first eval_config.num_examples as EasyRec counts
+  them: ceil(num_examples / data_config.batch_size) whole batches of batch_size rows (its
+  eval steps; its eval input batches by batch_size, not eval_batch_size), so up to a batch
+  more than num_examples, and every row when the files end first.
+
+  With `sharded` (file_shard over several processes; a collective), this process's part of
+  the rows one process would take: the first rows of eval_input_path's files in the order
+  given (data.first_rows_of_share), not of its own files.
+  """
   limit = config.eval_config.num_examples
-  return columns.take(np.arange(limit)) if 0 < limit < columns.num_rows else columns
+  if limit <= 0:
+    return columns
+  batch_size = config.data_config.batch_size
+  limit = -(-limit // batch_size) * batch_size
+  if sharded:
+    keep = data_lib.first_rows_of_share(columns.file_rows, config.eval_input_path, limit)
+    return columns if len(keep) == columns.num_rows else columns.take(keep)
+  return columns.take(np.arange(limit)) if limit < columns.num_rows else columns
 
 
 def eval_chunks(num_rows, eval_batch_size):

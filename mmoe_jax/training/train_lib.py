@@ -13,6 +13,7 @@ from jax.experimental import multihost_utils
 
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import validate
+from mmoe_jax.data import signals
 from mmoe_jax.training import cadence as cadence_lib
 from mmoe_jax.training import checkpoint as checkpoint_lib
 from mmoe_jax.training import evaluation, exporter, input_pipeline, run_dir, writers
@@ -41,11 +42,14 @@ def _train_and_evaluate(config):
   for turn in ('lead', 'rest'):  # the synthetic files and caches are written once
     if lead == (turn == 'lead'):
       train_data, eval_data, oracle = data_lib.datasets(config, log=log.info)
-      eval_data = eval_data and evaluation.limit_eval(eval_data, config)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'input written: {turn}')
   batch_size = config.data_config.batch_size
   sharded = data_lib.file_sharded(config)
+  # After the turns: under file_shard every process takes part in these.
+  eval_data = eval_data and evaluation.limit_eval(eval_data, config, sharded)
+  if sharded:
+    train_data = signals.merge_sessions(train_data, _gather_values, jax.process_index())
   num_steps = total_steps(config, all_rows(train_data.num_rows, sharded))
 
   trainer = Trainer(config, example=batch(train_data, np.arange(min(batch_size, 2))))
@@ -76,8 +80,8 @@ def _train_and_evaluate(config):
   # the input pipeline's threads.
   recent = train_sampler(config, train_data.num_rows, sharded)
   recent_rows = min(config.data_config.eval_batch_size,
-                    (train_data if eval_data is None else eval_data).num_rows)
-  if sharded:  # each process's share of them
+                    all_rows((train_data if eval_data is None else eval_data).num_rows, sharded))
+  if sharded:  # each process's share of them (its eval rows may be few or none: num_examples)
     recent_rows = -(-recent_rows // jax.process_count())
   bar = tqdm.tqdm(total=num_steps * batch_size, initial=start * batch_size, unit='ex',
                   unit_scale=True, desc='train', dynamic_ncols=True, mininterval=1.0,
@@ -124,6 +128,12 @@ def _train_and_evaluate(config):
     result = evaluation.evaluate(trainer, state, eval_data, oracle, sharded)
   exporters.at_end(trainer, state)
   return _report(config, int(state['step']), result, lead)
+
+
+def _gather_values(lengths, data):
+  """Every process's (lengths, bytes) of its distinct values (groups.value_bytes), in
+  process order."""
+  return list(zip(evaluation.gather_ragged(lengths), evaluation.gather_ragged(data)))
 
 
 def _initial_state(trainer, config):
