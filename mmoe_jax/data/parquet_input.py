@@ -3,7 +3,9 @@
 The columns named by data_config.input_fields are read by name (other columns are never
 read), one record batch at a time, and go through the same feature transforms as CSV cells:
 each value is taken as its text ('' for a null, as an empty CSV cell), so the same rows give
-the same cache as a CSV file, and the same errors, naming the file and 1-based data row.
+the same cache as a CSV file, and the same errors, naming the file and 1-based data row. A
+typed column is not cast value by value: its distinct values are, and the transforms run on
+them once each (_as_text).
 """
 import os
 
