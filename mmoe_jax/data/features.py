@@ -27,9 +27,8 @@ columns in compat/feature_column/feature_column_v2.py):
 Every transform is row-wise, so a column whose values repeat (ids, tags, labels; any typed
 Parquet column) is transformed once per distinct value and gathered back by index (see
 _distinct); within a transform, parsing (regex check + cast) also runs on the unique values.
-Each transform returns
-(values, bad), where `bad` is a bool [N] mask of rows holding a bad value (None when there
-are none); the caller decides to raise or skip (data_config.ignore_error).
+Each transform returns (values, bad), where `bad` is a bool [N] mask of rows holding a bad
+value (None when there are none); the caller decides to raise or skip (data_config.ignore_error).
 """
 import functools
 import re
