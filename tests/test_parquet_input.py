@@ -193,3 +193,25 @@ def test_typed_value_out_of_its_field_range_names_row_and_line(tmp_path):
   with pytest.raises(ValueError) as e:
     csv_input.load_csv(path, config, fcs, str(tmp_path / 'cache'), log=lambda _: None)
   assert str(e.value) == f'{path}:19: {message}'
+
+
+def test_batch_uses_only_its_rows_of_parquets_dictionary(tmp_path, monkeypatch):
+  """Record batches of one row group share Parquet's dictionary of a string column; a tag list
+  only a skipped row holds must not widen the other batches' tags."""
+  config, fcs = typed_configs()
+  config.ignore_error = True
+  table = pa.concat_tables([TYPED] * 4)
+  tags, bucket = table['tags'].to_pylist(), table['bucket'].to_pylist()
+  tags[18], bucket[18] = 'a;b;c;d;e', 2**40  # the longest list, in a row skipped as bad
+  table = table.set_column(6, 'tags', pa.array(tags)).set_column(
+      3, pa.field('bucket', pa.int64()), pa.array(bucket, pa.int64()))
+  pq.write_table(table, tmp_path / 'a.parquet')  # one row group
+  monkeypatch.setattr(parquet_input, '_BATCH_ROWS', 5)
+  from_parquet = parquet_input.load_parquet(str(tmp_path / 'a.parquet'), config, fcs,
+                                            str(tmp_path / 'cache'), log=lambda _: None)
+  from_csv = csv_input.load_csv(write(tmp_path / 'a.csv', csv_text(table)), config, fcs,
+                                str(tmp_path / 'cache'), log=lambda _: None)
+  assert from_parquet.skipped_rows == from_csv.skipped_rows == 1
+  assert from_parquet.features['tags'].shape == (23, 2)
+  for k in from_csv.features:
+    np.testing.assert_array_equal(from_parquet.features[k], from_csv.features[k], err_msg=k)
