@@ -142,8 +142,9 @@ def cache_rates(config, path, cache_dir, peak):
     return read(path, config.data_config, config.feature_configs, cache_dir, log=lambda _: None)
 
   profiler = cProfile.Profile() if PROFILE_INPUT.value else None
-  if profiler:  # cProfile sees the main thread only, so run the transforms there
-    csv_input._parallel = lambda fn, items: list(map(fn, items))
+  if profiler:  # cProfile sees the main thread only, so read and transform there
+    columnar.parallel = lambda fn, items: list(map(fn, items))
+    columnar.prefetch = lambda items: items
     profiler.enable()
   peak.reset()
   start, cpu_start = time.perf_counter(), _cpu_s()
@@ -162,11 +163,14 @@ def cache_rates(config, path, cache_dir, peak):
   load_s = time.perf_counter() - start
   rows = data.num_rows
   files = csv_input.expand_paths(path)
-  # cache_build_cpu_s: CPU seconds of the build, all threads: a slow build or a busy machine.
+  # cache_build_cpu_s: CPU seconds of the build, all threads: a slow build or a busy machine;
+  # per million rows it compares runs at different loads (the load average at its end).
   return data, dict(rows=rows, files=len(files), format=FORMAT.value,
                     input_bytes=sum(os.path.getsize(f) for f in files),
                     cache_build_rows_per_s=round(rows / build_s),
                     cache_build_cpu_s=round(build_cpu_s, 3),
+                    cache_build_cpu_s_per_m_rows=round(build_cpu_s / rows * 1e6, 3),
+                    cache_build_load_avg=round(os.getloadavg()[0], 2),
                     cache_build_peak_anon_gb=build_peak,
                     cache_load_rows_per_s=round(rows / load_s))
 

@@ -153,6 +153,23 @@ def test_interrupted_build_leaves_no_cache(tmp_path, monkeypatch):
   check_rows(load(path, tmp_path))
 
 
+
+def test_build_allocates_arrow_memory_from_jemalloc_or_the_c_heap(tmp_path, monkeypatch):
+  # Not mimalloc's transparent huge pages, zeroed again for every record batch (columnar.py).
+  pools = []
+  read = csv_input._read_batches
+
+  def record_pool(*args):
+    pools.append(pa.default_memory_pool().backend_name)
+    yield from read(*args)
+
+  monkeypatch.setattr(csv_input, '_read_batches', record_pool)
+  before = pa.default_memory_pool().backend_name
+  check_rows(load(write(tmp_path / 'a.csv', ROWS), tmp_path))
+  assert pools == [columnar.build_memory_pool().backend_name]
+  assert pools[0] in ('jemalloc', 'system') and pa.default_memory_pool().backend_name == before
+
+
 # Line 1 header, 2 ok, 3 blank, 4 ok, 5 bad, 6 ok: the bad row is data row 2.
 def bad_file(tmp_path, bad_line):
   text = HEADER + '1,u1,a,1,1,1\n\n0,u2,b,2,2,2\n' + bad_line + '1,u3,c,3,3,3\n'

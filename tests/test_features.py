@@ -2,6 +2,7 @@
 import ml_collections
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from mmoe_jax.data import features
@@ -235,3 +236,53 @@ def test_string_label_needs_a_number_or_default_val():
   assert bad.tolist() == [False, True]
   labels, bad = features.transform_label(pa.array(['1', '']), field(default_val='0'))
   assert bad is None and labels.tolist() == [1, 0]
+
+
+# One column per kind of transform, with what makes each one differ: '', default_val,
+# negative and zero-padded ints, out-of-range and bad values, tags with empty tokens.
+DISTINCT_CASES = [
+    (feature(hash_bucket_size=1000), field(), ['a', '', 'foobar', '中文']),
+    (feature(hash_bucket_size=97), field(default_val='d'), ['a', '', 'b']),
+    (feature(hash_bucket_size=97), field('INT64'), ['-1', '007', '', '+5', 'x', '9' * 20]),
+    (feature(num_buckets=10), field('INT32'), ['-1', '3', '12', '', '-7', '2.5']),
+    (feature(num_buckets=10), field(), ['-1', '3', '', 'x']),
+    (feature(vocab_list=('a', 'b')), field(), ['b', 'zz', '']),
+    (feature(feature_type='TagFeature', hash_bucket_size=100, separator=';'), field(),
+     ['k1;k2', '', ';k3;;', 'k1|k2']),
+    (feature(feature_type='TagFeature', num_buckets=10), field(), ['1|-1|60|', '', '3|x']),
+    (feature(feature_type='RawFeature', boundaries=(1.0, 5.0)), field('FLOAT'),
+     ['0.5', '5', '', '-3', 'nan']),
+    (feature(feature_type='RawFeature'), field('DOUBLE', default_val='0.5'),
+     ['1.5', '', '-2e3', '1e39']),
+    (feature(feature_type='RawFeature', raw_input_dim=2), field('FLOAT'), ['1|2', '3', '1|x']),
+    (None, field('INT32'), ['1', '0', '', '2.5']),  # a label
+]
+
+
+@pytest.mark.parametrize('fc,fld,values', DISTINCT_CASES)
+def test_repeated_values_transform_once_per_distinct_value_as_each_value(
+    monkeypatch, fc, fld, values):
+  """A column whose values repeat goes through its distinct values (a dictionary, as
+  ParquetInput's typed columns arrive too) and gives what every value on its own gives."""
+  transform = (lambda c: features.transform_label(c, fld)) if fc is None else (
+      lambda c: features.transform_feature(c, fc, fld))
+  column = pa.array(values * 4, pa.string())
+  assert features._distinct(column) is not None
+  got, got_bad = transform(column)
+  got_dict = transform(pa.chunked_array([pc.dictionary_encode(column, null_encoding='encode')]))
+  monkeypatch.setattr(features, '_distinct', lambda chunk: None)
+  want, want_bad = transform(pa.array(values, pa.string()))
+  reps = (4,) + (1,) * (want.ndim - 1)
+  for values_, bad in (got, got_bad), got_dict:
+    assert values_.dtype == want.dtype
+    np.testing.assert_array_equal(values_, np.tile(want, reps))
+    assert (bad is None) == (want_bad is None)
+    if bad is not None:
+      np.testing.assert_array_equal(bad, np.tile(want_bad, 4))
+
+
+def test_mostly_distinct_values_are_transformed_as_they_are():
+  # Encoding a column of nearly all distinct values costs more than it saves.
+  assert features._distinct(pa.array([str(i) for i in range(100)])) is None
+  assert features._distinct(pa.array(['a', 'a', 'b'])) is None  # 2 of 3 distinct
+  assert features._distinct(pa.array(['a', 'a', 'b', 'b'])) is not None

@@ -1,6 +1,7 @@
 """EasyRec's ParquetInput: the same rows as a CSV file give the same cache and the same errors."""
 import os
 
+import ml_collections
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -9,8 +10,8 @@ import pytest
 
 from mmoe_jax import data as data_lib
 from mmoe_jax.config import load_config, validate
-from mmoe_jax.data import parquet_input
-from test_csv_input import ROWS, check_rows, data_config, feature_configs, write
+from mmoe_jax.data import csv_input, parquet_input
+from test_csv_input import ROWS, check_rows, data_config, feature, feature_configs, h, write
 from test_easyrec_config import pipeline
 
 # ROWS as typed Parquet columns: ints, floats, strings, and nulls where the CSV cell is empty,
@@ -111,3 +112,105 @@ def test_not_a_parquet_file(tmp_path):
   with pytest.raises(ValueError, match=r'a\.parquet: not a Parquet file'):
     load(path, tmp_path)
   assert os.listdir(tmp_path / 'cache') == []
+
+
+# Typed columns with what the text path must reproduce: negative ints, nulls (an empty CSV
+# cell), ints read as a STRING field's text, floats whose text differs from Python's ('20'),
+# tags with empty tokens and another separator. Repeated, so that both inputs take the
+# per-distinct-value path (features._distinct).
+TYPED_FIELDS = (('clk', 'INT32'), ('uid', 'STRING'), ('item', 'INT64'), ('bucket', 'INT32'),
+                ('price', 'FLOAT'), ('w', 'DOUBLE'), ('tags', 'STRING'))
+TYPED = pa.table({
+    'clk': pa.array([1, 0, None, 1, 0, 1], pa.int8()),
+    'uid': pa.array([-5, 7, None, -5, 0, 12345678901]),
+    'item': pa.array([3, -1, None, 3, 2**40, 7]),
+    'bucket': pa.array([-1, 12, None, 3, 3, 0], pa.int32()),
+    'price': pa.array([0.5, None, -2.25, 20.0, 5.0, 0.5]),
+    'w': pa.array([1.5, None, -2.0, 3.0, 1e-3, 1.5], pa.float32()),
+    'tags': pa.array(['a;b', None, '', ';c;;', 'a', 'a;b']),
+})
+
+
+def typed_configs():
+  fields = tuple(ml_collections.ConfigDict(dict(input_name=n, input_type=t, default_val=''))
+                 for n, t in TYPED_FIELDS)
+  return data_config(input_fields=fields), (
+      feature('uid', hash_bucket_size=1000), feature('item', hash_bucket_size=97),
+      feature('bucket', num_buckets=10),
+      feature('price', 'RawFeature', boundaries=(1.0, 5.0)), feature('w', 'RawFeature'),
+      feature('tags', 'TagFeature', hash_bucket_size=100, separator=';'))
+
+
+def csv_text(table):
+  """The rows as CSV cells: Python's text of each value, '' for a null."""
+  columns = [table[name].to_pylist() for name, _ in TYPED_FIELDS]
+  return ''.join(','.join('' if v is None else str(v) for v in row) + '\n'
+                 for row in zip(*columns))
+
+
+def test_typed_parquet_columns_give_the_csv_cache(tmp_path):
+  config, fcs = typed_configs()
+  table = pa.concat_tables([TYPED] * 4)
+  pq.write_table(table, tmp_path / 'a.parquet', row_group_size=10)  # several record batches
+  from_parquet = parquet_input.load_parquet(str(tmp_path / 'a.parquet'), config, fcs,
+                                            str(tmp_path / 'cache'), log=lambda _: None)
+  from_csv = csv_input.load_csv(write(tmp_path / 'a.csv', csv_text(table)), config, fcs,
+                                str(tmp_path / 'cache'), log=lambda _: None)
+  for kind in ('features', 'labels'):
+    a, b = getattr(from_csv, kind), getattr(from_parquet, kind)
+    assert list(a) == list(b)
+    for k in a:
+      assert a[k].dtype == b[k].dtype
+      np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+  f = from_parquet.features
+  # A null STRING cell is a missing id; a null INT cell reads 0, hashed as '0'.
+  assert f['uid'][:6].tolist() == [h('-5'), h('7'), -1, h('-5'), h('0'), h('12345678901')]
+  assert f['item'][:3].tolist() == [h('3', 97), h('-1', 97), h('0', 97)]
+  assert f['bucket'][:6].tolist() == [-1, 0, 0, 3, 3, 0]
+  assert f['price'][:6].tolist() == [0, 0, 0, 2, 2, 0]
+  np.testing.assert_array_equal(f['w'][:6], np.float32([1.5, 0, -2, 3, 1e-3, 1.5]))
+  assert f['tags'][:6].tolist() == [[h('a', 100), h('b', 100)], [-1, -1], [-1, -1],
+                                    [h('c', 100), -1], [h('a', 100), -1],
+                                    [h('a', 100), h('b', 100)]]
+  assert from_parquet.labels['clk'][:6].tolist() == [1, 0, 0, 1, 0, 1]
+
+
+def test_typed_value_out_of_its_field_range_names_row_and_line(tmp_path):
+  config, fcs = typed_configs()
+  table = pa.concat_tables([TYPED] * 4)
+  bucket = table['bucket'].to_pylist()
+  bucket[18] = 2**40
+  table = table.set_column(3, pa.field('bucket', pa.int64()), pa.array(bucket, pa.int64()))
+  pq.write_table(table, tmp_path / 'a.parquet')
+  message = ("column 'bucket' (INT32, feature 'bucket'): '1099511627776' is not an integer "
+             'within INT32')
+  with pytest.raises(ValueError) as e:
+    parquet_input.load_parquet(str(tmp_path / 'a.parquet'), config, fcs,
+                               str(tmp_path / 'cache'), log=lambda _: None)
+  assert str(e.value) == f"{tmp_path / 'a.parquet'}: row 19: {message}"
+  path = write(tmp_path / 'a.csv', csv_text(table))
+  with pytest.raises(ValueError) as e:
+    csv_input.load_csv(path, config, fcs, str(tmp_path / 'cache'), log=lambda _: None)
+  assert str(e.value) == f'{path}:19: {message}'
+
+
+def test_batch_uses_only_its_rows_of_parquets_dictionary(tmp_path, monkeypatch):
+  """Record batches of one row group share Parquet's dictionary of a string column; a tag list
+  only a skipped row holds must not widen the other batches' tags."""
+  config, fcs = typed_configs()
+  config.ignore_error = True
+  table = pa.concat_tables([TYPED] * 4)
+  tags, bucket = table['tags'].to_pylist(), table['bucket'].to_pylist()
+  tags[18], bucket[18] = 'a;b;c;d;e', 2**40  # the longest list, in a row skipped as bad
+  table = table.set_column(6, 'tags', pa.array(tags)).set_column(
+      3, pa.field('bucket', pa.int64()), pa.array(bucket, pa.int64()))
+  pq.write_table(table, tmp_path / 'a.parquet')  # one row group
+  monkeypatch.setattr(parquet_input, '_BATCH_ROWS', 5)
+  from_parquet = parquet_input.load_parquet(str(tmp_path / 'a.parquet'), config, fcs,
+                                            str(tmp_path / 'cache'), log=lambda _: None)
+  from_csv = csv_input.load_csv(write(tmp_path / 'a.csv', csv_text(table)), config, fcs,
+                                str(tmp_path / 'cache'), log=lambda _: None)
+  assert from_parquet.skipped_rows == from_csv.skipped_rows == 1
+  assert from_parquet.features['tags'].shape == (23, 2)
+  for k in from_csv.features:
+    np.testing.assert_array_equal(from_parquet.features[k], from_csv.features[k], err_msg=k)
