@@ -91,11 +91,11 @@ class BatchNorm(nn.BatchNorm):
 def batch_norm(x, train, stacked=False, name=None):
   """BatchNorm with TF's tf.layers.batch_normalization defaults: momentum 0.99, epsilon 1e-3.
 
-  Statistics per unit of the last axis; `stacked`: per expert and unit of [E, B, H].
+  Statistics per unit of the last axis; `stacked`: per expert and unit of [B, E, H].
   """
   axes = (EXPERT,) + UNITS if stacked else UNITS
   return BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                   axis=(0, 2) if stacked else -1, axes=axes,
+                   axis=(-2, -1) if stacked else -1, axes=axes,
                    scale_init=declared(nn.initializers.ones, axes),
                    bias_init=declared(nn.initializers.zeros, axes), name=name)(x)
 
@@ -109,18 +109,15 @@ class Dice(nn.Module):
   epsilon 1e-9, momentum 0.99 (TF's default); batch statistics when training, else the
   moving ones in batch_stats.
   """
-  stacked: bool = False  # [E, B, H]: alpha and statistics per expert and unit
+  stacked: bool = False  # [B, E, H]: alpha and statistics per expert and unit
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     axes = (EXPERT,) + UNITS if self.stacked else UNITS
-    units = (x.shape[0], x.shape[2]) if self.stacked else x.shape[1:]
-    alpha = self.param('alpha', declared(nn.initializers.zeros, axes), units, jnp.float32)
+    alpha = self.param('alpha', declared(nn.initializers.zeros, axes), x.shape[1:], jnp.float32)
     normed = BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-9,
                        use_bias=False, use_scale=False, axes=axes,
-                       axis=(0, 2) if self.stacked else -1, name='bn')(x)
-    if self.stacked:
-      alpha = alpha[:, None]
+                       axis=(-2, -1) if self.stacked else -1, name='bn')(x)
     p = nn.sigmoid(normed)
     return p * x + alpha.astype(x.dtype) * (1 - p) * x
 
@@ -128,15 +125,9 @@ class Dice(nn.Module):
 class StackedDense(nn.Module):
   """`num_expert` independent dense layers applied as one einsum.
 
-  The kernel is [E, D, H] (one slice per expert), so all experts run as batched matmuls
-  and the expert axis can be sharded. Activations are expert-major, [E, B, H]: with the
-  expert axis leading, each expert's matmul reads and writes contiguous rows (on the CPU,
-  the expert axis in the middle made the batched matmul about 2x slower).
-
-  Input [B, D], read by every expert; or [G, B, D] with G dividing E, expert e reading
-  x[e // (E / G)] (G = E: each expert its own input; PLE: G tasks of E / G experts each,
-  so a task's input is read by its experts without being copied for each).
-  Output [E, B, H].
+  The kernel is [E, D, H] (one slice per expert), so all experts run as one batched
+  matmul and the expert axis can be sharded. Input [B, D] (shared by all experts) or
+  [B, E, D]; output [B, E, H].
   """
   features: int
   num_expert: int
@@ -145,18 +136,15 @@ class StackedDense(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    in_dim, e = x.shape[-1], self.num_expert
+    in_dim = x.shape[-1]
     kernel = self.param('kernel', declared(kernel_init(self.initializer, stacked=True),
-                                           (EXPERT,) + KERNEL), (e, in_dim, self.features))
-    if x.ndim == 2:
-      y = jnp.einsum('bd,edh->ebh', x, kernel)
-    else:
-      g, batch = x.shape[0], x.shape[1]
-      per_input = kernel.reshape(g, e // g, in_dim, self.features)
-      y = jnp.einsum('gbd,gkdh->gkbh', x, per_input).reshape(e, batch, self.features)
+                                           (EXPERT,) + KERNEL),
+                        (self.num_expert, in_dim, self.features))
+    spec = 'bd,edh->beh' if x.ndim == 2 else 'bed,edh->beh'
+    y = jnp.einsum(spec, x, kernel)
     if self.use_bias:
       y = y + self.param('bias', declared(nn.initializers.zeros, (EXPERT,) + UNITS),
-                         (e, self.features))[:, None]
+                         (self.num_expert, self.features))
     return y
 
 
@@ -164,8 +152,7 @@ class Dnn(nn.Module):
   """EasyRec's DNN (and keras MLP): per layer Dense -> BatchNorm (use_bn) -> activation -> dropout.
 
   With num_expert > 0 every layer is a StackedDense: the module is `num_expert`
-  experts with their own weights and batch statistics, [B, D] (or [G, B, D], see
-  StackedDense) -> [E, B, H], expert-major.
+  experts with their own weights and batch statistics, [B, D] -> [B, E, H].
   Unlike EasyRec's built-in MMoE (whose experts never see `is_training`), batch norm
   and dropout here always follow `train`.
   """
@@ -196,10 +183,7 @@ class Dnn(nn.Module):
       if use_bn and s.use_bn_after_activation:
         x = batch_norm(x, train, stacked, name=f'bn_{i}')
       if i < len(dropout) and dropout[i] > 0:
-        drop = nn.Dropout(dropout[i], deterministic=not train)
-        # Stacked: the mask drawn batch-major, [B, E, H], as before activations were
-        # expert-major, so that a seed drops the same units.
-        x = drop(x.swapaxes(0, 1)).swapaxes(0, 1) if stacked else drop(x)
+        x = nn.Dropout(dropout[i], deterministic=not train)(x)
     return x
 
 
@@ -212,8 +196,8 @@ def gate(x, num_expert, name):
 
 
 def mix(gate_weights, experts):
-  """The gated mixture (eq. 6): sum_e gate[e] * expert_e, [B, E] x [E, B, H] -> [B, H]."""
-  return jnp.einsum('be,ebh->bh', gate_weights, experts)
+  """The gated mixture (eq. 6): sum_e gate[e] * expert_e, [B, E] x [B, E, H] -> [B, H]."""
+  return jnp.einsum('be,beh->bh', gate_weights, experts)
 
 
 class MMoELayer(nn.Module):
@@ -238,7 +222,7 @@ class MMoELayer(nn.Module):
       experts = Dnn(self.expert_mlp, self.num_expert, name='expert_mlp')(inputs, train=train)
       gate_input = inputs
     else:
-      experts = jnp.stack(inputs[:self.num_expert])  # [E, B, H]
+      experts = jnp.stack(inputs[:self.num_expert], axis=1)  # [B, E, H]
       gate_input = inputs[self.num_expert]
     if self.shared_gate:
       weights = [gate(gate_input, self.num_expert, 'gate')] * self.num_task

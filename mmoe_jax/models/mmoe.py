@@ -60,13 +60,14 @@ class ExpertList(nn.Module):
   """EasyRec's deprecated `experts` list: one Dnn per expert, named by its expert_name.
 
   The experts may differ in depth and width (not in their last width), so they cannot
-  share one [E, D, H] stack: each runs its own matmuls. [B, D] -> [E, B, H].
+  share one [E, D, H] stack: each runs its own matmuls. [B, D] -> [B, E, H].
   """
   experts: tuple[tuple[str, DnnSpec], ...]  # (expert_name, dnn)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    return jnp.stack([Dnn(spec, name=name)(x, train=train) for name, spec in self.experts])
+    return jnp.stack([Dnn(spec, name=name)(x, train=train) for name, spec in self.experts],
+                     axis=1)
 
 
 class MMoE(nn.Module):
@@ -95,10 +96,10 @@ class MMoE(nn.Module):
     embedded = Embedding(self.features, self.dtype, name='embedding')(inputs)
     x = jnp.concatenate(embedded, axis=-1)  # [B, D]
     if self.experts:
-      experts = ExpertList(self.experts, name='experts')(x, train=train)  # [E, B, H]
+      experts = ExpertList(self.experts, name='experts')(x, train=train)  # [B, E, H]
     else:
       experts = Dnn(self.expert_dnn, self.num_expert, name='expert_dnn')(x, train=train)
-    num_expert = experts.shape[0]
+    num_expert = experts.shape[1]
     logits, gates = {}, {}
     for tower in self.task_towers:
       gates[tower.tower_name] = gate(x, num_expert, f'gate_{tower.tower_name}')  # [B, E]

@@ -35,8 +35,7 @@ def extract(spec, tower_names, final, task_inputs, shared, train):
 
   Every task expert of every task is one slice of one stacked Dnn (expert t * n + k is
   task t's expert k), so a layer's task experts run as one einsum, its shared experts as
-  another. Past the first layer the task inputs go in stacked, [T, B, D], and task t's
-  n experts read block t (StackedDense), without a copy of h_t per expert.
+  another.
 
   Returns (task outputs [B, H] per task, the next shared input or None, gates by
   '<tower>' and 'share').
@@ -45,21 +44,21 @@ def extract(spec, tower_names, final, task_inputs, shared, train):
   num_task = len(tower_names)
   if all(h is task_inputs[0] for h in task_inputs):
     expert_input = task_inputs[0]  # [B, D], read by every expert (the first layer)
-  else:
-    expert_input = jnp.stack(task_inputs)  # [T, B, D]: expert t * n + k reads h_t
+  else:  # expert t * n + k reads h_t: [B, T * n, D]
+    expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
   task_experts = Dnn(spec.task_expert_net, num_task * n, name='task_expert_net')(
-      expert_input, train=train)  # [T * n, B, H]
+      expert_input, train=train)  # [B, T * n, H]
   shared_experts = (Dnn(spec.share_expert_net, s, name='share_expert_net')(
-      shared, train=train) if s else task_experts[:0])  # [s, B, H]
+      shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
   outputs, gates = [], {}
   for t, name in enumerate(tower_names):
     gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
-    own = task_experts[t * n:(t + 1) * n]
-    outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts])))
+    own = task_experts[:, t * n:(t + 1) * n]
+    outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
   if final:
     return outputs, None, gates
   gates['share'] = gate(shared, num_task * n + s, 'gate_share')
-  every = jnp.concatenate([task_experts, shared_experts])
+  every = jnp.concatenate([task_experts, shared_experts], axis=1)
   return outputs, mix(gates['share'], every), gates
 
 
