@@ -126,25 +126,33 @@ class StackedDense(nn.Module):
   """`num_expert` independent dense layers applied as one einsum.
 
   The kernel is [E, D, H] (one slice per expert), so all experts run as one batched
-  matmul and the expert axis can be sharded. Input [B, D] (shared by all experts) or
-  [B, E, D]; output [B, E, H].
+  matmul and the expert axis can be sharded. Input [B, D] (shared by all experts),
+  [B, E, D], or (`grouped`) [G, B, D] with G dividing E, expert e reading x[e // (E / G)]
+  (PLE: G tasks of E / G experts each, a task's input read by its experts without a
+  copy for each). Output [B, E, H].
   """
   features: int
   num_expert: int
   use_bias: bool = True
   initializer: str = 'glorot_uniform'
+  grouped: bool = False  # a 3-d input is [G, B, D]
 
   @nn.compact
   def __call__(self, x):
-    in_dim = x.shape[-1]
+    in_dim, e = x.shape[-1], self.num_expert
     kernel = self.param('kernel', declared(kernel_init(self.initializer, stacked=True),
-                                           (EXPERT,) + KERNEL),
-                        (self.num_expert, in_dim, self.features))
-    spec = 'bd,edh->beh' if x.ndim == 2 else 'bed,edh->beh'
-    y = jnp.einsum(spec, x, kernel)
+                                           (EXPERT,) + KERNEL), (e, in_dim, self.features))
+    if x.ndim == 2:
+      y = jnp.einsum('bd,edh->beh', x, kernel)
+    elif self.grouped:
+      g, batch = x.shape[0], x.shape[1]
+      per_input = kernel.reshape(g, e // g, in_dim, self.features)
+      y = jnp.einsum('gbd,gkdh->bgkh', x, per_input).reshape(batch, e, self.features)
+    else:
+      y = jnp.einsum('bed,edh->beh', x, kernel)
     if self.use_bias:
       y = y + self.param('bias', declared(nn.initializers.zeros, (EXPERT,) + UNITS),
-                         (self.num_expert, self.features))
+                         (e, self.features))
     return y
 
 
@@ -152,12 +160,14 @@ class Dnn(nn.Module):
   """EasyRec's DNN (and keras MLP): per layer Dense -> BatchNorm (use_bn) -> activation -> dropout.
 
   With num_expert > 0 every layer is a StackedDense: the module is `num_expert`
-  experts with their own weights and batch statistics, [B, D] -> [B, E, H].
+  experts with their own weights and batch statistics, [B, D] -> [B, E, H]; `grouped`:
+  the input is [G, B, D], G groups of E / G experts, each reading its block (StackedDense).
   Unlike EasyRec's built-in MMoE (whose experts never see `is_training`), batch norm
   and dropout here always follow `train`.
   """
   spec: DnnSpec
   num_expert: int = 0  # 0: a plain DNN, [B, D] -> [B, H]
+  grouped: bool = False  # stacked: a 3-d input is [G, B, D]
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -171,7 +181,8 @@ class Dnn(nn.Module):
       use_bias = s.use_final_bias if last and s.use_final_bias is not None else s.use_bias
       activation = s.final_activation if last and s.final_activation is not None else s.activation
       if self.num_expert:
-        x = StackedDense(units, self.num_expert, use_bias, s.initializer, name=f'dnn_{i}')(x)
+        x = StackedDense(units, self.num_expert, use_bias, s.initializer, self.grouped and i == 0,
+                         name=f'dnn_{i}')(x)
       else:
         x = dense(units, f'dnn_{i}', kernel_init(s.initializer), use_bias)(x)
       if use_bn and not s.use_bn_after_activation:

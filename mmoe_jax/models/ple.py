@@ -35,18 +35,18 @@ def extract(spec, tower_names, final, task_inputs, shared, train):
 
   Every task expert of every task is one slice of one stacked Dnn (expert t * n + k is
   task t's expert k), so a layer's task experts run as one einsum, its shared experts as
-  another.
+  another. Past the first layer the task inputs go in stacked, [T, B, D], task t's n
+  experts reading block t (StackedDense), without a copy of h_t for each expert.
 
   Returns (task outputs [B, H] per task, the next shared input or None, gates by
   '<tower>' and 'share').
   """
   n, s = spec.expert_num_per_task, spec.share_num
   num_task = len(tower_names)
-  if all(h is task_inputs[0] for h in task_inputs):
-    expert_input = task_inputs[0]  # [B, D], read by every expert (the first layer)
-  else:  # expert t * n + k reads h_t: [B, T * n, D]
-    expert_input = jnp.repeat(jnp.stack(task_inputs, axis=1), n, axis=1)
-  task_experts = Dnn(spec.task_expert_net, num_task * n, name='task_expert_net')(
+  grouped = any(h is not task_inputs[0] for h in task_inputs)
+  # [B, D], read by every expert (the first layer); or [T, B, D], expert t * n + k reading h_t
+  expert_input = jnp.stack(task_inputs) if grouped else task_inputs[0]
+  task_experts = Dnn(spec.task_expert_net, num_task * n, grouped, name='task_expert_net')(
       expert_input, train=train)  # [B, T * n, H]
   shared_experts = (Dnn(spec.share_expert_net, s, name='share_expert_net')(
       shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
