@@ -26,11 +26,13 @@ def small_tables(arg=None):
 
 
 # ESMM and PLE (taobao), MMoE (both schemas), DBMTL and SimpleMultiTask (their own configs):
-# tests/test_mtl_models.py and tests/test_sweep.py. These are the zoo's other networks.
+# tests/test_mtl_models.py and tests/test_sweep.py. These are the zoo's other networks, AITM
+# (a backbone) among them.
 @pytest.mark.parametrize('arg, data_seeds', [
     ('taobao,model=single_task,task=cvr,tiny', False),
     ('taobao,model=shared_bottom,tiny', False),
     ('taobao,model=omoe,tiny', False),
+    ('taobao,model=aitm,tiny', False),  # the backbone's AITMTower, stop_gradient inside
     ('correlation,model=ple,tiny', True),  # PLE on dense inputs, L2_LOSS, per-replica data
 ])
 def test_zoo_replica_equals_its_run_alone(arg, data_seeds, tmp_path):
