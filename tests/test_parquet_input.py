@@ -33,6 +33,16 @@ def load(paths, tmp_path, config=None, logs=None):
                                     log=logs.append if logs is not None else lambda _: None)
 
 
+
+def assert_same_cache(from_csv, from_parquet):
+  """The same features and labels, keys, dtypes and values, from both inputs."""
+  for kind in ('features', 'labels'):
+    a, b = getattr(from_csv, kind), getattr(from_parquet, kind)
+    assert list(a) == list(b)
+    for k in a:
+      assert a[k].dtype == b[k].dtype
+      np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+
 def test_easyrec_config_with_parquet_input_validates(tmp_path):
   config = validate(load_config(pipeline(tmp_path, INPUT_TYPE='ParquetInput')))
   assert config.data_config.input_type == 'ParquetInput'
@@ -65,12 +75,7 @@ def test_parquet_and_csv_of_the_same_rows_give_identical_caches(tmp_path, tiny_c
   assert from_csv.labels['@pid==430548_1007'].any()
   np.testing.assert_array_equal(from_parquet.groups['user_id'], from_csv.groups['user_id'])
   assert from_parquet.num_rows == from_csv.num_rows == table.num_rows
-  for kind in ('features', 'labels'):
-    a, b = getattr(from_csv, kind), getattr(from_parquet, kind)
-    assert list(a) == list(b)
-    for k in a:
-      assert a[k].dtype == b[k].dtype
-      np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+  assert_same_cache(from_csv, from_parquet)
 
 
 def test_glob_of_parquet_files_keeps_sorted_order(tmp_path):
@@ -156,12 +161,7 @@ def test_typed_parquet_columns_give_the_csv_cache(tmp_path):
                                             str(tmp_path / 'cache'), log=lambda _: None)
   from_csv = csv_input.load_csv(write(tmp_path / 'a.csv', csv_text(table)), config, fcs,
                                 str(tmp_path / 'cache'), log=lambda _: None)
-  for kind in ('features', 'labels'):
-    a, b = getattr(from_csv, kind), getattr(from_parquet, kind)
-    assert list(a) == list(b)
-    for k in a:
-      assert a[k].dtype == b[k].dtype
-      np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+  assert_same_cache(from_csv, from_parquet)
   f = from_parquet.features
   # A null STRING cell is a missing id; a null INT cell reads 0, hashed as '0'.
   assert f['uid'][:6].tolist() == [h('-5'), h('7'), -1, h('-5'), h('0'), h('12345678901')]
