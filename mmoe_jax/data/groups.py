@@ -52,11 +52,18 @@ def with_groups(columns, paths, config, raw):
           f'of that field but {columns.num_rows} usable rows ({columns.skipped_rows} skipped '
           'as malformed under ignore_error), so the groups cannot be lined up; fix or drop '
           'the malformed rows')
-    coded = pc.dictionary_encode(cells.combine_chunks())
-    groups[field] = np.asarray(coded.indices.to_numpy(zero_copy_only=False), np.int32)
-    values[field] = coded.dictionary
+    groups[field], values[field] = encode(cells)
   return dataclasses.replace(columns, groups={**columns.groups, **groups},
                             group_values={**columns.group_values, **values})
+
+
+def encode(values):
+  """(int32 code of each of `values` (a pyarrow (Chunked)Array), its distinct values), code k
+  being distinct value k: pyarrow's dictionary encoding, for group and session ids."""
+  if isinstance(values, pa.ChunkedArray):
+    values = values.combine_chunks()
+  coded = pc.dictionary_encode(values)
+  return coded.indices.to_numpy(zero_copy_only=False).astype(np.int32), coded.dictionary
 
 
 # Under file_shard each process codes the values of its own rows, so codes differ between

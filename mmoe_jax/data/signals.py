@@ -151,10 +151,8 @@ def _session(column, field, _, files):
     except pa.ArrowInvalid as e:
       raise ValueError(f"{', '.join(files)}: session field '{field.input_name}' "
                        f'({field.input_type}): {e}') from None
-  coded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray)
-                               else values)
-  return (coded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
-          coded.dictionary.cast(pa.string()))
+  ids, distinct = groups.encode(values)
+  return ids, distinct.cast(pa.string())
 
 
 SIGNALS = {'weight': _weight, 'mask': _mask, 'session': _session}
