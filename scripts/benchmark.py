@@ -143,7 +143,7 @@ def cache_rates(config, path, cache_dir, peak):
 
   profiler = cProfile.Profile() if PROFILE_INPUT.value else None
   if profiler:  # cProfile sees the main thread only, so read and transform there
-    columnar.parallel = lambda fn, items: list(map(fn, items))
+    columnar.parallel = lambda fn, items, *_: list(map(fn, items))
     columnar.prefetch = lambda items: items
     profiler.enable()
   peak.reset()
@@ -347,6 +347,7 @@ def main():
     else:
       path = write_files(tmp, ROWS.value, FILES.value, FORMAT.value)
     columnar.release_heap()  # the writer's freed memory is not the build's
+    os.sync()  # nor is writing its files back to disk: a build reads files already written
     data, rates = cache_rates(config, path, os.path.join(tmp, 'cache'), peak)
     result.update(rates)
     if COMPARE_GRAIN.value:

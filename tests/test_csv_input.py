@@ -1,5 +1,6 @@
 """EasyRec CSV reading, caching and malformed-row handling."""
 import os
+import time
 
 import ml_collections
 import numpy as np
@@ -168,6 +169,10 @@ def test_build_allocates_arrow_memory_from_jemalloc_or_the_c_heap(tmp_path, monk
   check_rows(load(write(tmp_path / 'a.csv', ROWS), tmp_path))
   assert pools == [columnar.build_memory_pool().backend_name]
   assert pools[0] in ('jemalloc', 'system') and pa.default_memory_pool().backend_name == before
+  # Two files build at once (columnar.load_files): one swap, undone after the last build.
+  both = load(f"{write(tmp_path / 'b.csv', ROWS)},{write(tmp_path / 'c.csv', ROWS)}", tmp_path)
+  assert both.num_rows == 6 and pools[1:] == pools[:1] * 2
+  assert pa.default_memory_pool().backend_name == before
 
 
 # Line 1 header, 2 ok, 3 blank, 4 ok, 5 bad, 6 ok: the bad row is data row 2.
@@ -206,6 +211,23 @@ def test_malformed_row_in_second_file(tmp_path):
   first = write(tmp_path / 'a.csv', ROWS)
   second = write(tmp_path / 'b.csv', '1,u1,a,1,1,1\n0,u1,a,1,1,zz\n')
   with pytest.raises(ValueError, match=r"b\.csv:2: column 'score' \(DOUBLE\): 'zz'"):
+    load(f'{first},{second}', tmp_path)
+
+
+def test_first_malformed_file_in_order_is_named(tmp_path, monkeypatch):
+  # Files build two at a time; the error is the first failing file's in path order, even
+  # when a later file fails first.
+  slow = columnar.transform_batch
+
+  def transform_batch(batch, *args):
+    if batch.num_rows == 3:  # a.csv: let b.csv fail first
+      time.sleep(0.5)
+    return slow(batch, *args)
+
+  monkeypatch.setattr(columnar, 'transform_batch', transform_batch)
+  first = write(tmp_path / 'a.csv', ROWS.replace('0.5', 'x'))
+  second = write(tmp_path / 'b.csv', '1,u1,a,1,1,zz\n')
+  with pytest.raises(ValueError, match=r"a\.csv:1: column 'price' \(FLOAT\): 'x'"):
     load(f'{first},{second}', tmp_path)
 
 

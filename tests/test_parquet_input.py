@@ -214,3 +214,45 @@ def test_batch_uses_only_its_rows_of_parquets_dictionary(tmp_path, monkeypatch):
   assert from_parquet.features['tags'].shape == (23, 2)
   for k in from_csv.features:
     np.testing.assert_array_equal(from_parquet.features[k], from_csv.features[k], err_msg=k)
+
+
+def test_dense_integer_columns_give_the_csv_cache(tmp_path, monkeypatch):
+  """Integer columns without nulls whose values span a range no longer than the batch skip
+  hashing (_dense_range: from 0, the column is its own index; else offsets from its least
+  value, in int64 for int8 and in uint64 for uint64); the cache is the CSV one. A column a
+  TagFeature reads keeps the hashing path: with separator '0', the unused value 101 of the
+  range 0..150 would have two tags where every used value has one."""
+  n = 300
+  i = np.arange(n)
+  fields = (('clk', 'INT32'), ('level', 'INT64'), ('neg', 'INT32'), ('big', 'STRING'),
+            ('digits', 'STRING'))
+  table = pa.table({
+      'clk': pa.array(i % 2, pa.int8()),
+      'level': pa.array(i % 7 * 3, pa.int64()),
+      'neg': pa.array(i % 256 - 128, pa.int8()),
+      'big': pa.array(np.uint64(2**64 - 1) - (i % 5).astype(np.uint64), pa.uint64()),
+      'digits': pa.array(np.where(i % 2, 5, 150), pa.int64()),
+  })
+  config = data_config(input_fields=tuple(ml_collections.ConfigDict(dict(
+      input_name=c, input_type=t, default_val='')) for c, t in fields))
+  fcs = (feature('level', hash_bucket_size=50), feature('neg', num_buckets=100),
+         feature('big', hash_bucket_size=1000),
+         feature('digits', 'TagFeature', hash_bucket_size=100, separator='0'))
+  dense = []
+  dense_range = parquet_input._dense_range
+  monkeypatch.setattr(parquet_input, '_dense_range',
+                      lambda column: dense.append(column.type) or dense_range(column))
+  pq.write_table(table, tmp_path / 'a.parquet')
+  from_parquet = parquet_input.load_parquet(str(tmp_path / 'a.parquet'), config, fcs,
+                                            str(tmp_path / 'cache'), log=lambda _: None)
+  assert dense == [pa.int8(), pa.int64(), pa.int8(), pa.uint64()]  # not 'digits'
+  text = ''.join(','.join(str(table[c][r].as_py()) for c, _ in fields) + '\n' for r in range(n))
+  from_csv = csv_input.load_csv(write(tmp_path / 'a.csv', text), config, fcs,
+                                str(tmp_path / 'cache'), log=lambda _: None)
+  assert_same_cache(from_csv, from_parquet)
+  f = from_parquet.features
+  assert f['level'][:3].tolist() == [h('0', 50), h('3', 50), h('6', 50)]
+  # -2, -1, 0, 1, 2: out of range -> 0, -1 is a missing id, the rest themselves
+  assert f['neg'][126:131].tolist() == [0, -1, 0, 1, 2]
+  assert f['big'][:2].tolist() == [h(str(2**64 - 1)), h(str(2**64 - 2))]
+  assert f['digits'].shape == (n, 1)

@@ -192,5 +192,6 @@ def load_csv(paths: str, data_config, feature_configs, cache_dir: str, log=print
                      f'{data_config.separator!r}')
   os.makedirs(cache_dir, exist_ok=True)
   where = lambda path, row: _where(path, data_config)(row)
-  return columnar.concat([load_file(p, data_config, feature_configs, cache_dir, log, check,
-                                    _chunks, where) for p in expand_paths(paths)])
+  return columnar.load_files(
+      lambda p: load_file(p, data_config, feature_configs, cache_dir, log, check, _chunks,
+                          where), expand_paths(paths))
