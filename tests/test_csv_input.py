@@ -231,6 +231,26 @@ def test_first_malformed_file_in_order_is_named(tmp_path, monkeypatch):
     load(f'{first},{second}', tmp_path)
 
 
+def test_a_bad_file_stops_the_files_not_started(tmp_path, monkeypatch):
+  # Two files build at a time: when the first fails, the files not started yet never are.
+  started = []
+  slow = columnar.transform_batch
+
+  def transform_batch(batch, data_config, feature_configs, where, first_row=0):
+    started.append(where(0))
+    if batch.num_rows == 3:  # a good file
+      time.sleep(0.3)
+    return slow(batch, data_config, feature_configs, where, first_row)
+
+  monkeypatch.setattr(columnar, 'transform_batch', transform_batch)
+  paths = [write(tmp_path / 'a.csv', '1,u1,a,1,1,zz\n')]
+  paths += [write(tmp_path / f'{c}.csv', ROWS) for c in 'bcdef']
+  with pytest.raises(ValueError, match=r"a\.csv:1: column 'score'"):
+    load(','.join(paths), tmp_path)
+  # a and b start together; c may take a's thread before the rest are dropped.
+  assert len(started) <= 3 and not any('e.csv' in w or 'f.csv' in w for w in started)
+
+
 def test_ignore_error_skips_and_counts(tmp_path):
   text = ('1,u1,a,1,1,1\n'
           '1,u1,a,1,1\n'  # too few columns

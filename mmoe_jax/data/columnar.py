@@ -69,9 +69,11 @@ def plain(x):
 
 def parallel(fn, items, workers=None) -> list:
   """[fn(x) for x in items] in `workers` threads (default: one per core): pyarrow compute,
-  numpy and file writes release the GIL."""
+  numpy and file writes release the GIL. The first failure in item order raises once the
+  calls already running end; the calls not yet started are dropped (a bad first file of
+  many does not wait for the rest to build)."""
   with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as pool:
-    return list(pool.map(fn, items))
+    return list(pool.map(fn, items))  # map drops the calls not started when one raises
 
 
 def prefetch(iterator, size=2):
@@ -115,7 +117,7 @@ def prefetch(iterator, size=2):
 def load_files(load, paths, at_once=2):
   """concat([load(p) for p in paths]), up to `at_once` files loaded (their caches built) at a
   time. The first failing file in `paths` order raises."""
-  return concat(parallel(load, paths, min(at_once, len(paths))))
+  return concat(parallel(load, paths, max(1, min(at_once, len(paths)))))
 
 
 def fields_and_columns(data_config, feature_configs):
