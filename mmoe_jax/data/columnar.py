@@ -245,7 +245,6 @@ def load_or_build_chunks(entry, chunks, source, log):
   else:
     with _build_memory_pool():
       _build(entry, chunks, source, log)
-    release_heap()
 
   with open(os.path.join(entry, 'meta.json')) as f:
     meta = json.load(f)
@@ -305,7 +304,8 @@ _pool_saved = None
 @contextlib.contextmanager
 def _build_memory_pool():
   """Arrow allocates from build_memory_pool() while any build runs, from the previous pool
-  again after the last one ends (its freed memory handed back to the OS first)."""
+  again after the last one ends, when the builds' freed memory goes back to the OS
+  (release_heap; not while another build would reuse it)."""
   global _pool_builds, _pool_saved
   with _pool_lock:
     if not _pool_builds:
@@ -318,7 +318,7 @@ def _build_memory_pool():
     with _pool_lock:
       _pool_builds -= 1
       if not _pool_builds:
-        pa.default_memory_pool().release_unused()
+        release_heap()
         pa.set_memory_pool(_pool_saved)
 
 

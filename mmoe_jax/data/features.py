@@ -299,9 +299,10 @@ def _distinct(chunk):
   entries no row uses are transformed too, harmlessly (results are gathered by row), except
   that they would widen a TagFeature's L, so a tag column's dictionary holds used values
   only. Text is dictionary encoded when its first _SAMPLE_ROWS values hold at most half as
-  many distinct ones: measured on 200k-row taobao columns (2 to 12k distinct values), encoding and hashing
-  the uniques costs 0.6-0.9x hashing every value, tag lists 0.5x; on a column of nearly all
-  distinct values (e.g. a day's user ids) encoding costs more than it saves.
+  many distinct ones: measured on 200k-row taobao columns (2 to 12k distinct values),
+  encoding and hashing the uniques costs 0.6-0.9x hashing every value, tag lists 0.5x; on a
+  column of nearly all distinct values (e.g. a day's user ids) encoding costs more than it
+  saves.
   """
   if isinstance(chunk, pa.DictionaryArray):
     return chunk

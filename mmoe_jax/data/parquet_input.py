@@ -60,8 +60,9 @@ def _dense_range(column):
   longer than the column, found without hashing (dictionary_encode): values is every integer
   of the range, a value's index its offset in it; with no negative values the range starts
   at 0 and the column is its own indices, uncopied. The transforms then also see values no
-  row holds, which changes nothing: every transform is row-wise and its results are gathered
-  by the indices. None for other columns."""
+  row holds, which changes nothing, every transform being row-wise and its results gathered
+  by the indices, but a TagFeature's width (see _as_text's `dense`). None for other
+  columns."""
   if not pa.types.is_integer(column.type) or column.null_count or not len(column):
     return None
   low, high = (s.as_py() for s in pc.min_max(column).values())
