@@ -276,7 +276,8 @@ def test_ple_first_layer_as_one_matmul_equals_module_by_module(monkeypatch):
   monkeypatch.setattr(ple, 'plain', lambda spec: False)  # the Dnn modules
   monkeypatch.setattr(ple, 'gates', lambda x, sizes, names: [
       ple.gate(x, size, name) for size, name in zip(sizes, names)])
-  assert jax.tree.structure(run(model)[0]) == tree
+  unfused = jax.eval_shape(model.init, {'params': jax.random.PRNGKey(0)}, features)
+  assert jax.tree.structure(nn.meta.unbox(unfused)) == tree
   logits, aux = model.apply(variables, features)
   for t in ('ctr', 'cvr'):
     assert_close(fused_logits[t], logits[t])
