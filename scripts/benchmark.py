@@ -6,6 +6,7 @@ r"""Throughput of the real training code path, as one JSON line.
   python scripts/benchmark.py --config=configs/mmoe.py --input_only [--profile_input]
   python scripts/benchmark.py --config=configs/mtl_zoo.py:model=ple --flops
   python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo   # every zoo model, in turns
+  python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo --zoo_models=mmoe,ple
   python scripts/benchmark.py --config=configs/mmoe.py --rows=30000000 --files=8 \
       --format=parquet --config.data_config.input_mode=streaming --tmp_dir=/tmp
 
@@ -59,6 +60,8 @@ FLOPS = flags.DEFINE_bool('flops', False, "Add the train step's compiled cost an
 ZOO = flags.DEFINE_bool('zoo', False, 'With --config=configs/mtl_zoo.py[:arg]: every model of '
                         'its taobao part on the same data, timed round-robin (so that a '
                         'changing machine load falls on all alike), with their FLOPs.')
+ZOO_MODELS = flags.DEFINE_list('zoo_models', None, 'With --zoo: only these models (e.g. '
+                               'mmoe,ple), in the zoo\'s order.')
 FILES = flags.DEFINE_integer('files', 1, 'Files to split the --rows over.')
 FORMAT = flags.DEFINE_enum('format', 'csv', ['csv', 'parquet'], 'The files\' format.')
 TMP_DIR = flags.DEFINE_string('tmp_dir', None, 'Where to write the files (default: the '
@@ -327,7 +330,12 @@ def zoo_configs():
   arg = ','.join(a for a in arg.split(',') if a and not a.startswith('model='))
   run = lambda m: sweep.Run(','.join(filter(None, [arg, f'model={m}'])))
   overrides = config_flags.get_override_values(flags.FLAGS['config'])
-  return [run(m).config(module, overrides) for m in module.TAOBAO]
+  models = ZOO_MODELS.value or module.TAOBAO
+  unknown = sorted(set(models) - set(module.TAOBAO))
+  if unknown:
+    raise ValueError(f"--zoo_models: {', '.join(unknown)} not in {path}'s TAOBAO "
+                     f"({', '.join(module.TAOBAO)})")
+  return [run(m).config(module, overrides) for m in module.TAOBAO if m in models]
 
 
 def main():

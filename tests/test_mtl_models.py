@@ -20,6 +20,7 @@ from mmoe_jax import metrics
 from mmoe_jax.builder import build_model, predictions_fn
 from mmoe_jax.config import (ConfigError, easyrec, import_config, load_config, task_towers,
                              validate)
+from mmoe_jax.models import ple
 from mmoe_jax.training import losses, sweep, train_lib
 from test_model import random_features
 
@@ -258,6 +259,30 @@ def test_ple_experts_are_stacked_per_layer():
   assert layer['task_expert_net']['dnn_0']['kernel'].shape[0] == 4
   assert layer['share_expert_net']['dnn_0']['kernel'].shape[0] == 2
 
+
+
+def test_ple_first_layer_as_one_matmul_equals_module_by_module(monkeypatch):
+  """A first layer runs its gates as one matmul (layers.gates) and its task and shared
+  experts as one einsum (layers.stacked_dnn) over the parameters of the modules `gate`
+  and Dnn would make: the same tree, and their outputs on random parameters (biases
+  included)."""
+  model = build_model(config('ple'))
+  variables, features, *_ = run(model)
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+  variables = jax.tree.unflatten(tree, [jax.random.normal(k, a.shape) for k, a in
+                                        zip(keys, leaves)])
+  fused_logits, fused_aux = model.apply(variables, features)
+  monkeypatch.setattr(ple, 'plain', lambda spec: False)  # the Dnn modules
+  monkeypatch.setattr(ple, 'gates', lambda x, sizes, names: [
+      ple.gate(x, size, name) for size, name in zip(sizes, names)])
+  unfused = jax.eval_shape(model.init, {'params': jax.random.PRNGKey(0)}, features)
+  assert jax.tree.structure(nn.meta.unbox(unfused)) == tree
+  logits, aux = model.apply(variables, features)
+  for t in ('ctr', 'cvr'):
+    assert_close(fused_logits[t], logits[t])
+  for name, g in aux['gate_weights'].items():
+    assert_close(fused_aux['gate_weights'][name], g)
 
 # --- DBMTL ---------------------------------------------------------------------------------
 

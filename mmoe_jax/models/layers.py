@@ -5,6 +5,7 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ACTIVATIONS = {
     'relu': nn.relu, 'sigmoid': nn.sigmoid, 'tanh': jnp.tanh, 'elu': nn.elu, 'selu': nn.selu,
@@ -138,22 +139,32 @@ class StackedDense(nn.Module):
   grouped: bool = False  # a 3-d input is [G, B, D]
 
   @nn.compact
-  def __call__(self, x):
-    in_dim, e = x.shape[-1], self.num_expert
+  def weights(self, in_dim):
+    """(kernel [E, D, H], bias [E, H] or None), declared, not applied (`stacked_dnn`)."""
+    e = self.num_expert
     kernel = self.param('kernel', declared(kernel_init(self.initializer, stacked=True),
                                            (EXPERT,) + KERNEL), (e, in_dim, self.features))
-    if x.ndim == 2:
-      y = jnp.einsum('bd,edh->beh', x, kernel)
-    elif self.grouped:
-      g, batch = x.shape[0], x.shape[1]
-      per_input = kernel.reshape(g, e // g, in_dim, self.features)
-      y = jnp.einsum('gbd,gkdh->bgkh', x, per_input).reshape(batch, e, self.features)
-    else:
-      y = jnp.einsum('bed,edh->beh', x, kernel)
-    if self.use_bias:
-      y = y + self.param('bias', declared(nn.initializers.zeros, (EXPERT,) + UNITS),
-                         (e, self.features))
-    return y
+    bias = self.param('bias', declared(nn.initializers.zeros, (EXPERT,) + UNITS),
+                      (e, self.features)) if self.use_bias else None
+    return kernel, bias
+
+  def __call__(self, x):
+    kernel, bias = self.weights(x.shape[-1])
+    return stacked_dense(x, kernel, bias, self.grouped)
+
+
+def stacked_dense(x, kernel, bias, grouped=False):
+  """StackedDense's product: x [B, D], [B, E, D] or (grouped) [G, B, D] -> [B, E, H]."""
+  e, in_dim, features = kernel.shape
+  if x.ndim == 2:
+    y = jnp.einsum('bd,edh->beh', x, kernel)
+  elif grouped:
+    g, batch = x.shape[0], x.shape[1]
+    per_input = kernel.reshape(g, e // g, in_dim, features)
+    y = jnp.einsum('gbd,gkdh->bgkh', x, per_input).reshape(batch, e, features)
+  else:
+    y = jnp.einsum('bed,edh->beh', x, kernel)
+  return y if bias is None else y + bias
 
 
 class Dnn(nn.Module):
@@ -173,13 +184,8 @@ class Dnn(nn.Module):
   def __call__(self, x, *, train: bool):
     s = self.spec
     stacked = bool(self.num_expert)  # batch statistics per expert too
-    n = len(s.hidden_units)
-    dropout = s.dropout_ratio * n if len(s.dropout_ratio) == 1 else s.dropout_ratio
     for i, units in enumerate(s.hidden_units):
-      last = i == n - 1
-      use_bn = s.use_final_bn if last and s.use_final_bn is not None else s.use_bn
-      use_bias = s.use_final_bias if last and s.use_final_bias is not None else s.use_bias
-      activation = s.final_activation if last and s.final_activation is not None else s.activation
+      use_bn, use_bias, activation, dropout = dnn_layer(s, i)
       if self.num_expert:
         x = StackedDense(units, self.num_expert, use_bias, s.initializer, self.grouped and i == 0,
                          name=f'dnn_{i}')(x)
@@ -193,9 +199,56 @@ class Dnn(nn.Module):
         x = ACTIVATIONS[activation](x)
       if use_bn and s.use_bn_after_activation:
         x = batch_norm(x, train, stacked, name=f'bn_{i}')
-      if i < len(dropout) and dropout[i] > 0:
-        x = nn.Dropout(dropout[i], deterministic=not train)(x)
+      if dropout > 0:
+        x = nn.Dropout(dropout, deterministic=not train)(x)
     return x
+
+
+def dnn_layer(spec, i):
+  """(use_bn, use_bias, activation, dropout ratio) of layer i of the DNN `spec`: the last
+  layer's may differ (use_final_bn, use_final_bias, final_activation)."""
+  n = len(spec.hidden_units)
+  last = i == n - 1
+  final = lambda value, final_value: final_value if last and final_value is not None else value
+  dropout = spec.dropout_ratio * n if len(spec.dropout_ratio) == 1 else spec.dropout_ratio
+  return (final(spec.use_bn, spec.use_final_bn), final(spec.use_bias, spec.use_final_bias),
+          final(spec.activation, spec.final_activation), dropout[i] if i < len(dropout) else 0)
+
+
+def plain(spec):
+  """Whether every layer of the DNN `spec` is dense -> activation: no batch norm, no dice
+  (parameters and statistics of their own), no dropout (a random mask per module)."""
+  layers = [dnn_layer(spec, i) for i in range(len(spec.hidden_units))]
+  return all(not bn and activation != 'dice' and not dropout
+             for bn, _, activation, dropout in layers)
+
+
+class DnnWeights(nn.Module):
+  """The stacked weights of Dnn(spec, num_expert), as Dnn declares them (dnn_<i>/kernel,
+  bias), not applied: a list of (kernel, bias) per layer, for `stacked_dnn`."""
+  spec: DnnSpec
+  num_expert: int
+
+  @nn.compact
+  def __call__(self, in_dim):
+    weights = []
+    for i, units in enumerate(self.spec.hidden_units):
+      weights.append(StackedDense(units, self.num_expert, dnn_layer(self.spec, i)[1],
+                                  self.spec.initializer, name=f'dnn_{i}').weights(in_dim))
+      in_dim = units
+    return weights
+
+
+def stacked_dnn(spec, x, nets):
+  """Several plain (`plain`) stacked DNNs of the same `spec` on the same x [B, D], as one:
+  each layer's kernels (DnnWeights of each net) concatenated on the expert axis, one
+  einsum. [B, E_1 + E_2 + ..., H]: the nets' experts in order, as each Dnn would give them."""
+  for i, layers in enumerate(zip(*nets)):
+    kernel = jnp.concatenate([k for k, _ in layers])
+    biases = [b for _, b in layers]
+    bias = None if biases[0] is None else jnp.concatenate(biases)
+    x = ACTIVATIONS[dnn_layer(spec, i)[2]](stacked_dense(x, kernel, bias))
+  return x
 
 
 def gate(x, num_expert, name):
@@ -204,6 +257,26 @@ def gate(x, num_expert, name):
   Call it inside a compact module: its Dense becomes that module's submodule `name`.
   """
   return nn.softmax(dense(num_expert, name)(x), axis=-1)
+
+
+class DenseWeights(nn.Module):
+  """(kernel [D, H], bias [H]) as `dense` declares them, not applied (`gates`)."""
+  features: int
+
+  @nn.compact
+  def __call__(self, in_dim):
+    return (self.param('kernel', declared(KERNEL_INIT, KERNEL), (in_dim, self.features)),
+            self.param('bias', declared(nn.initializers.zeros, UNITS), (self.features,)))
+
+
+def gates(x, sizes, names):
+  """Gates on the same x, gate k over sizes[k] experts named names[k], as `gate` gives
+  them, from one matmul over their concatenated kernels (one read of x, forward and
+  backward, instead of one per gate). Call it inside a compact module."""
+  weights = [DenseWeights(size, name=name)(x.shape[-1]) for size, name in zip(sizes, names)]
+  logits = (x @ jnp.concatenate([k for k, _ in weights], axis=1)
+            + jnp.concatenate([b for _, b in weights]))
+  return [nn.softmax(z, axis=-1) for z in jnp.split(logits, np.cumsum(sizes)[:-1], axis=-1)]
 
 
 def mix(gate_weights, experts):

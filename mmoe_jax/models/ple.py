@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mmoe_jax.models.embedding import Embedding, FeatureSpec, embedding_l2
-from mmoe_jax.models.layers import Dnn, DnnSpec, gate, mix
+from mmoe_jax.models.layers import (Dnn, DnnSpec, DnnWeights, gate, gates, mix, plain,
+                                    stacked_dnn)
 from mmoe_jax.models.mmoe import TowerSpec, tower_logits
 
 
@@ -38,28 +39,43 @@ def extract(spec, tower_names, final, task_inputs, shared, train):
   another. Past the first layer the task inputs go in stacked, [T, B, D], task t's n
   experts reading block t (StackedDense), without a copy of h_t for each expert.
 
+  In a first layer every expert and gate reads x: there the gates run as one matmul
+  (layers.gates), and so do the task and shared experts when their DNNs are the same
+  plain one (layers.stacked_dnn), each parameter in its own scope as before.
+
   Returns (task outputs [B, H] per task, the next shared input or None, gates by
   '<tower>' and 'share').
   """
   n, s = spec.expert_num_per_task, spec.share_num
   num_task = len(tower_names)
-  grouped = any(h is not task_inputs[0] for h in task_inputs)
-  # [B, D], read by every expert (the first layer); or [T, B, D], expert t * n + k reading h_t
-  expert_input = jnp.stack(task_inputs) if grouped else task_inputs[0]
-  task_experts = Dnn(spec.task_expert_net, num_task * n, grouped, name='task_expert_net')(
-      expert_input, train=train)  # [B, T * n, H]
-  shared_experts = (Dnn(spec.share_expert_net, s, name='share_expert_net')(
-      shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
-  outputs, gates = [], {}
-  for t, name in enumerate(tower_names):
-    gates[name] = gate(task_inputs[t], n + s, f'gate_{name}')
+  first = all(h is shared for h in task_inputs)  # every expert and gate reads x
+  names = [f'gate_{name}' for name in tower_names] + ([] if final else ['gate_share'])
+  sizes = [n + s] * num_task + ([] if final else [num_task * n + s])
+  if first:
+    gate_weights = gates(shared, sizes, names)
+  else:
+    gate_weights = [gate(h, size, name) for h, size, name in
+                    zip(task_inputs + [shared], sizes, names)]
+  if first and s and spec.task_expert_net == spec.share_expert_net and plain(
+      spec.task_expert_net):
+    every = stacked_dnn(spec.task_expert_net, shared, [
+        DnnWeights(spec.task_expert_net, num_task * n, name='task_expert_net')(shared.shape[-1]),
+        DnnWeights(spec.share_expert_net, s, name='share_expert_net')(shared.shape[-1])])
+    task_experts, shared_experts = every[:, :num_task * n], every[:, num_task * n:]
+  else:
+    # [B, D], read by every expert (the first layer); or [T, B, D], expert t * n + k reading h_t
+    expert_input = task_inputs[0] if first else jnp.stack(task_inputs)
+    task_experts = Dnn(spec.task_expert_net, num_task * n, not first, name='task_expert_net')(
+        expert_input, train=train)  # [B, T * n, H]
+    shared_experts = (Dnn(spec.share_expert_net, s, name='share_expert_net')(
+        shared, train=train) if s else task_experts[:, :0])  # [B, s, H]
+    every = jnp.concatenate([task_experts, shared_experts], axis=1)
+  outputs = []
+  for t in range(num_task):
     own = task_experts[:, t * n:(t + 1) * n]
-    outputs.append(mix(gates[name], jnp.concatenate([own, shared_experts], axis=1)))
-  if final:
-    return outputs, None, gates
-  gates['share'] = gate(shared, num_task * n + s, 'gate_share')
-  every = jnp.concatenate([task_experts, shared_experts], axis=1)
-  return outputs, mix(gates['share'], every), gates
+    outputs.append(mix(gate_weights[t], jnp.concatenate([own, shared_experts], axis=1)))
+  next_shared = None if final else mix(gate_weights[-1], every)
+  return outputs, next_shared, dict(zip(list(tower_names) + ['share'], gate_weights))
 
 
 class ExtractionNetwork(nn.Module):
