@@ -260,7 +260,6 @@ def test_ple_experts_are_stacked_per_layer():
   assert layer['share_expert_net']['dnn_0']['kernel'].shape[0] == 2
 
 
-
 def test_ple_first_layer_as_one_matmul_equals_module_by_module(monkeypatch):
   """A first layer runs its gates as one matmul (layers.gates) and its task and shared
   experts as one einsum (layers.stacked_dnn) over the parameters of the modules `gate`
