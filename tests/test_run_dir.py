@@ -267,3 +267,16 @@ def test_unset_synthetic_rows_cover_one_epoch_of_the_run_capped(tmp_path, caplog
   config.synthetic.train_rows = 5000  # set: respected
   assert data_lib.input_paths(validate(config), log=lambda *a: None)[0].endswith(
       'synthetic_train_5000_0.csv')
+
+
+def test_synthetic_data_under_a_model_dir_with_a_comma_is_an_error(tmp_path):
+  # Its paths would be read as two comma-separated input paths (the sweep's default workdir
+  # was experiments/sweeps/<config>_<arg>, and an arg such as 'taobao,tiny' has a comma).
+  config = load_config(os.path.join(EASYREC_CONFIGS, 'mmoe_taobao.config'))
+  config.train_input_path = config.eval_input_path = ''
+  config.model_dir = str(tmp_path / 'a,b')
+  config.synthetic.train_rows = 100
+  with pytest.raises(ValueError, match=r"model_dir '.*a,b': the synthetic data .* cannot "
+                     r"hold ','"):
+    data_lib.input_paths(validate(config), log=lambda *a: None)
+  assert not os.path.exists(tmp_path / 'a,b')  # nothing written

@@ -19,6 +19,10 @@ def input_paths(config, log=print):
     return config.train_input_path, config.eval_input_path
   if config.eval_input_path:
     raise ValueError('eval_input_path is set but train_input_path is not')
+  if ',' in config.model_dir:
+    # The generated files' paths would be read as EasyRec's comma-separated lists.
+    raise ValueError(f'model_dir {config.model_dir!r}: the synthetic data are written under '
+                     "it and input paths are comma-separated lists, so it cannot hold ','")
   from mmoe_jax.data import synthetic
   train_rows = config.synthetic.train_rows
   if not train_rows:
