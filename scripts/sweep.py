@@ -18,8 +18,8 @@ differ only in their seeds or learning rate train together as replicas of one vm
 to --workdir (default experiments/sweeps/<config name>[_<arg>], commas as _), whatever
 model_dir says: results.jsonl (a row per run), summary.json (per setting; diverged runs
 counted apart), the generated data (data/) and caches (cache/), and one directory per group,
-named by a hash of its config. The summary table goes to stdout, then the config file's `report(summary)`
-(its own tables, e.g. configs/mtl_zoo.py's) where it has one. Rerunning the same command
+named by a hash of its config. The summary table goes to stdout, then the config file's
+`report(summary)` (its own tables, e.g. configs/mtl_zoo.py's) where it has one. Rerunning the same command
 resumes; a changed config trains its groups anew.
 """
 

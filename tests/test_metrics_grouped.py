@@ -278,13 +278,13 @@ def test_merged_codes_are_equal_exactly_where_the_raw_values_are():
   import pyarrow.compute as pc
   from mmoe_jax.data import groups
   rows = [['7', '', 'a', '7'], ['a', '07', '', 'b', 'b'], []]  # three processes' raw values
-  parts = []
-  for values in rows:
-    coded = pc.dictionary_encode(pa.array(values, pa.string()))
-    parts.append((coded.indices.to_numpy(zero_copy_only=False).astype(np.int32),
-                  *groups.value_bytes(coded.dictionary)))
-  every = [v for values in rows for v in values]
-  codes = groups.merged_codes(parts).tolist()
+  codes, values = [], []
+  for raw in rows:
+    coded = pc.dictionary_encode(pa.array(raw, pa.string()))
+    codes.append(coded.indices.to_numpy(zero_copy_only=False).astype(np.int32))
+    values.append(groups.value_bytes(coded.dictionary))
+  every = [v for raw in rows for v in raw]
+  codes = groups.merged_codes(codes, values).tolist()
   assert [codes[every.index(v)] for v in every] == codes and len(set(codes)) == 5
 
 

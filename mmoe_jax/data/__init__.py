@@ -188,11 +188,10 @@ def load(paths, config, log=print, field='input path', check_labels=True, groups
     signal_columns, group_columns = [], []  # validation refuses both for a tfds split
   else:
     if data_config.input_type == 'ParquetInput':
-      from mmoe_jax.data.parquet_input import load_parquet as load_files
+      from mmoe_jax.data.parquet_input import load_parquet as read
     else:
-      from mmoe_jax.data.csv_input import load_csv as load_files
-    data = load_files(paths, data_config, config.feature_configs, cache_dir, log=log,
-                      check=check)
+      from mmoe_jax.data.csv_input import load_csv as read
+    data = read(paths, data_config, config.feature_configs, cache_dir, log=log, check=check)
     signal_columns = signals.columns(config)
     group_columns = groups_lib.group_fields(config) if groups else []
   raw = None

@@ -85,12 +85,12 @@ def value_bytes(values):
   return np.diff(offsets).astype(np.int32), data[offsets[0]:offsets[-1]]
 
 
-def merged_codes(parts):
+def merged_codes(codes, values):
   """The group codes of the rows of every process, in process order, equal exactly where
-  the raw values are equal: `parts` holds each process's (codes of its rows, lengths,
-  bytes), its codes indexing its distinct values as value_bytes gives them."""
-  ids = merged_values([(lengths, data) for _, lengths, data in parts])
-  return np.concatenate([i[codes] for i, (codes, _, _) in zip(ids, parts)]).astype(np.int32)
+  the raw values are equal: `codes` holds each process's codes of its rows, indexing its
+  distinct values, whose (lengths, bytes) from value_bytes `values` holds."""
+  ids = merged_values(values)
+  return np.concatenate([i[c] for i, c in zip(ids, codes)]).astype(np.int32)
 
 
 def merged_values(parts):

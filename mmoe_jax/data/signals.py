@@ -107,13 +107,14 @@ def merge_sessions(data, gather, index):
   Under file_shard a global batch is every process's rows, each process having coded only
   the values of its own files, so its ids are recoded over every process's distinct values
   (groups.merged_values): a session whose rows sit in two processes' files stays one
-  session, as with one process. `gather(lengths, bytes)` gives every process's pair, in
-  process order (a collective); it costs each process's distinct session values once.
+  session, as with one process. `gather(values)` gives every process's (lengths, bytes) of
+  its distinct values (groups.value_bytes), in process order (a collective:
+  evaluation.gather_values); it costs each process's distinct session values once.
   """
   labels = dict(data.labels)
   for key in labels:
     if key.startswith(session_key('')):
-      ids = groups.merged_values(gather(*groups.value_bytes(data.group_values[key])))[index]
+      ids = groups.merged_values(gather(data.group_values[key]))[index]
       labels[key] = ids[np.asarray(labels[key])].astype(np.int32)
   return dataclasses.replace(data, labels=labels)
 

@@ -66,11 +66,9 @@ def gather_predictions(trainer, state, columns):
                  for k in chunks[0]}
   labels = {name: np.concatenate(gather_ragged(values))
             for name, values in columns.labels.items()}
-  groups = {}
-  for field, codes in columns.groups.items():
-    lengths, data = groups_lib.value_bytes(columns.group_values[field])
-    groups[field] = groups_lib.merged_codes(
-        list(zip(gather_ragged(codes), gather_ragged(lengths), gather_ragged(data))))
+  groups = {field: groups_lib.merged_codes(gather_ragged(codes),
+                                           gather_values(columns.group_values[field]))
+            for field, codes in columns.groups.items()}
   skipped = multihost_utils.process_allgather(np.int64(columns.skipped_rows))
   return predictions, ColumnarData({}, labels, int(counts.sum()), int(skipped.sum()), groups)
 
@@ -92,6 +90,12 @@ def gather_ragged(local):
   padded[:len(local)] = local
   every = multihost_utils.process_allgather(padded)
   return [every[q, :n] for q, n in enumerate(counts)]
+
+
+def gather_values(values):
+  """Every process's distinct values `values` (a pyarrow array of texts or bytes) as
+  (lengths, bytes) (groups.value_bytes), in process order, on every process."""
+  return list(zip(*map(gather_ragged, groups_lib.value_bytes(values))))
 
 
 def predictions_of(trainer, state, columns, sharded=False):

@@ -49,7 +49,8 @@ def _train_and_evaluate(config):
   # After the turns: under file_shard every process takes part in these.
   eval_data = eval_data and evaluation.limit_eval(eval_data, config, sharded)
   if sharded:
-    train_data = signals.merge_sessions(train_data, _gather_values, jax.process_index())
+    train_data = signals.merge_sessions(train_data, evaluation.gather_values,
+                                        jax.process_index())
   num_steps = total_steps(config, all_rows(train_data.num_rows, sharded))
 
   trainer = Trainer(config, example=batch(train_data, np.arange(min(batch_size, 2))))
@@ -128,12 +129,6 @@ def _train_and_evaluate(config):
     result = evaluation.evaluate(trainer, state, eval_data, oracle, sharded)
   exporters.at_end(trainer, state)
   return _report(config, int(state['step']), result, lead)
-
-
-def _gather_values(lengths, data):
-  """Every process's (lengths, bytes) of its distinct values (groups.value_bytes), in
-  process order."""
-  return list(zip(evaluation.gather_ragged(lengths), evaluation.gather_ragged(data)))
 
 
 def _initial_state(trainer, config):
