@@ -263,10 +263,12 @@ def test_ple_experts_are_stacked_per_layer():
 def test_ple_first_layer_as_one_matmul_equals_module_by_module(monkeypatch):
   """A first layer runs its gates as one matmul (layers.gates) and its task and shared
   experts as one einsum (layers.stacked_dnn) over the parameters of the modules `gate`
-  and Dnn would make: the same tree, and their outputs on random parameters (biases
-  included)."""
+  and Dnn would make: the same tree with the same initial values (DenseWeights and
+  DnnWeights declare what `dense` and Dnn declare), and their outputs on random parameters
+  (biases included)."""
   model = build_model(config('ple'))
   variables, features, *_ = run(model)
+  initial = variables
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
   variables = jax.tree.unflatten(tree, [jax.random.normal(k, a.shape) for k, a in
@@ -275,8 +277,9 @@ def test_ple_first_layer_as_one_matmul_equals_module_by_module(monkeypatch):
   monkeypatch.setattr(ple, 'plain', lambda spec: False)  # the Dnn modules
   monkeypatch.setattr(ple, 'gates', lambda x, sizes, names: [
       ple.gate(x, size, name) for size, name in zip(sizes, names)])
-  unfused = jax.eval_shape(model.init, {'params': jax.random.PRNGKey(0)}, features)
-  assert jax.tree.structure(nn.meta.unbox(unfused)) == tree
+  unfused = nn.meta.unbox(model.init({'params': jax.random.PRNGKey(0)}, features))
+  assert jax.tree.structure(unfused) == tree
+  jax.tree.map(np.testing.assert_array_equal, initial, unfused)
   logits, aux = model.apply(variables, features)
   for t in ('ctr', 'cvr'):
     assert_close(fused_logits[t], logits[t])
