@@ -7,6 +7,7 @@ r"""Throughput of the real training code path, as one JSON line.
   python scripts/benchmark.py --config=configs/mtl_zoo.py:model=ple --flops
   python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo   # every zoo model, in turns
   python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo --zoo_models=mmoe,ple
+  python scripts/benchmark.py --config=configs/mtl_zoo.py --zoo --zoo_models=mmoe,ple --split_step
   python scripts/benchmark.py --config=configs/mmoe.py --rows=30000000 --files=8 \
       --format=parquet --config.data_config.input_mode=streaming --tmp_dir=/tmp
 
@@ -39,15 +40,18 @@ import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
 from mmoe_jax import cli
+from mmoe_jax import sharding as sharding_lib
 from mmoe_jax.config import import_config, optimizer_name, validate
 from mmoe_jax.data import columnar, csv_input, parquet_input, synthetic
 from mmoe_jax.training import evaluation, input_pipeline, sweep
 from mmoe_jax.training import trainer as trainer_lib
+from mmoe_jax.training.trainer import GRADIENT_NORM
 
 ROWS = flags.DEFINE_integer('rows', 1_000_000, 'Rows to write, cache and train on.')
 EVAL_ROWS = flags.DEFINE_integer('eval_rows', 100_000, 'Rows to evaluate (of the same data).')
@@ -62,6 +66,10 @@ ZOO = flags.DEFINE_bool('zoo', False, 'With --config=configs/mtl_zoo.py[:arg]: e
                         'changing machine load falls on all alike), with their FLOPs.')
 ZOO_MODELS = flags.DEFINE_list('zoo_models', None, 'With --zoo: only these models (e.g. '
                                'mmoe,ple), in the zoo\'s order.')
+SPLIT_STEP = flags.DEFINE_bool(
+    'split_step', False, 'With --zoo: also time each model\'s train step in parts on one '
+    'batch, in turns: the forward pass, forward and backward, the whole step (ms per call); '
+    'with --trace_dir, a trace of each model\'s forward pass under <trace_dir>/<model>.')
 FILES = flags.DEFINE_integer('files', 1, 'Files to split the --rows over.')
 FORMAT = flags.DEFINE_enum('format', 'csv', ['csv', 'parquet'], 'The files\' format.')
 TMP_DIR = flags.DEFINE_string('tmp_dir', None, 'Where to write the files (default: the '
@@ -71,7 +79,8 @@ COMPARE_GRAIN = flags.DEFINE_bool(
     'record per row, and Grain scheduling the same gather in 2 threads.')
 WRITE_PIECE_ROWS = 1_000_000  # rows the synthetic writer makes at a time
 TRACE_DIR = flags.DEFINE_string('trace_dir', '', 'Write a jax.profiler trace of two train '
-                                'dispatches here, and add the step\'s compiled cost analysis.')
+                                'dispatches here, and add the step\'s compiled cost analysis '
+                                '(with --zoo --split_step: of each model\'s forward pass).')
 
 
 def _cpu_s():
@@ -318,7 +327,55 @@ def zoo_rates(configs, data):
     out[name] = dict(train_examples_per_s=round(m['rows'] / m['seconds']),
                      step_flops_per_example=m['step_flops_per_example'],
                      step_bytes_accessed_per_example=m['step_bytes_accessed_per_example'])
+  if SPLIT_STEP.value:
+    for name, parts in split_step(models, data).items():
+      out[name].update(parts)
   return out
+
+
+def split_step(models, data, rounds=40, calls=10):
+  """{model: {forward_ms, forward_backward_ms, step_ms}} on one batch of `data`: the ms per
+  call of each model's train step and of two parts of it, every model and part in turns
+  (`calls` calls per round), the median over `rounds`. The parts are Trainer.step jitted
+  for one output: the loss (XLA then drops the backward pass and the update) and the
+  gradient norm (drops the update); step_ms is Trainer.train_step itself."""
+  parts = {name: _step_parts(m['trainer'], m['state'], data) for name, m in models.items()}
+  seconds = {(name, part): [] for name in parts for part in parts[name]}
+  for fn in (fn for p in parts.values() for fn in p.values()):
+    jax.block_until_ready(fn())  # compiles
+  for _ in range(rounds):
+    for (name, part), times in seconds.items():
+      tic = time.perf_counter()
+      for _ in range(calls):
+        out = parts[name][part]()
+      jax.block_until_ready(out)
+      times.append((time.perf_counter() - tic) / calls)
+  if TRACE_DIR.value:
+    for name in parts:
+      with jax.profiler.trace(os.path.join(TRACE_DIR.value, name)):
+        jax.block_until_ready([parts[name]['forward_ms']() for _ in range(50)])
+  return {name: {part: round(float(np.median(seconds[name, part])) * 1e3, 3)
+                 for part in parts[name]} for name in parts}
+
+
+def _step_parts(trainer, state, data):
+  """split_step's three callables for one model, each on the same placed batch."""
+  size = trainer.config.data_config.batch_size
+  batch = sharding_lib.global_batch(input_pipeline.batch(data, np.arange(size)),
+                                    trainer.batch_sharding, size)
+
+  def part(output):  # not donating the state: every call takes the same one
+    fn = jax.jit(lambda s, b: output(trainer.step(s, b)))
+    return lambda: fn(state, batch)
+
+  train = dict(state=jax.tree.map(jnp.copy, state))  # train_step donates its state
+
+  def step():
+    train['state'], _ = trainer.train_step(train['state'], batch)
+    return train['state']
+
+  return dict(forward_ms=part(lambda out: out[1]['total_loss']),
+              forward_backward_ms=part(lambda out: out[1][GRADIENT_NORM]), step_ms=step)
 
 
 def zoo_configs():
@@ -339,6 +396,11 @@ def zoo_configs():
 
 
 def main():
+  if SPLIT_STEP.value and not ZOO.value:
+    raise ValueError('--split_step times the models of --zoo: pass --zoo')
+  if ZOO.value and TRACE_DIR.value and not SPLIT_STEP.value:
+    raise ValueError('--trace_dir with --zoo traces the forward passes of --split_step: '
+                     'pass --split_step')
   config = validate(cli.CONFIG.value)
   configs = zoo_configs() if ZOO.value else None
   train = config.train_config
