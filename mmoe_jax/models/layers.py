@@ -46,10 +46,16 @@ def declared(init, axes):
   return nn.with_logical_partitioning(init, axes)
 
 
+def dense_initializers(kernel_init=KERNEL_INIT):
+  """(kernel, bias) initializers of a dense layer, with their declared axes KERNEL and UNITS:
+  `dense`'s, and DenseWeights' (whose fused gates must start where `gate`'s would)."""
+  return declared(kernel_init, KERNEL), declared(nn.initializers.zeros, UNITS)
+
+
 def dense(features, name, kernel_init=KERNEL_INIT, use_bias=True):
   """nn.Dense with declared axes: kernel KERNEL, bias UNITS."""
-  return nn.Dense(features, use_bias=use_bias, kernel_init=declared(kernel_init, KERNEL),
-                  bias_init=declared(nn.initializers.zeros, UNITS), name=name)
+  kernel, bias = dense_initializers(kernel_init)
+  return nn.Dense(features, use_bias=use_bias, kernel_init=kernel, bias_init=bias, name=name)
 
 
 def layer_norm(epsilon, name):
@@ -265,8 +271,9 @@ class DenseWeights(nn.Module):
 
   @nn.compact
   def __call__(self, in_dim):
-    return (self.param('kernel', declared(KERNEL_INIT, KERNEL), (in_dim, self.features)),
-            self.param('bias', declared(nn.initializers.zeros, UNITS), (self.features,)))
+    kernel, bias = dense_initializers()
+    return (self.param('kernel', kernel, (in_dim, self.features)),
+            self.param('bias', bias, (self.features,)))
 
 
 def gates(x, sizes, names):
